@@ -1,0 +1,5 @@
+"""Entry point for `python -m castbridge`."""
+
+from castbridge.cli import main
+
+main()

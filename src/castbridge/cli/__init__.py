@@ -1,0 +1,22 @@
+"""The `castbridge` command: a thin shell over the same services the web app and worker use."""
+
+from __future__ import annotations
+
+import typer
+
+from castbridge.cli import cast, db, sms
+
+app = typer.Typer(
+    name="castbridge",
+    help="HighLevel SMS Conversation Provider bridging to Cast.ph.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.add_typer(cast.app, name="cast")
+app.add_typer(sms.app, name="sms")
+app.add_typer(db.app, name="db")
+db.register(app)
+
+
+def main() -> None:
+    app()

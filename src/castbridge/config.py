@@ -1,0 +1,224 @@
+"""Settings: every knob castbridge reads from the environment or `.env`, validated once at start-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Channel = Literal["sms", "otp", "sim"]
+
+# What an SMS provider needs (ghl.md §7), agency scopes included so bulk installs can mint
+# location tokens.
+DEFAULT_GHL_SCOPES = (
+    "conversations/message.write conversations/message.readonly conversations.readonly "
+    "conversations.write contacts.readonly contacts.write oauth.readonly oauth.write "
+    "locations.readonly"
+)
+
+
+def _env(name: str) -> AliasChoices:
+    """Accept the documented environment name and the Python field name (tests use the latter)."""
+    return AliasChoices(name, name.lower())
+
+
+class ConfigError(Exception):
+    """Invalid or missing configuration; `str()` is one line per problem, ready to print."""
+
+
+class Settings(BaseSettings):
+    """castbridge configuration. Build once in `main` (or in a test) and pass it down."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+        frozen=True,
+    )
+
+    # --- castbridge itself -------------------------------------------------------------
+    data_dir: Path = Field(Path("castbridge-data"), validation_alias=_env("CASTBRIDGE_DATA_DIR"))
+    database_url: str | None = Field(None, validation_alias=_env("CASTBRIDGE_DATABASE_URL"))
+    host: str = Field("127.0.0.1", validation_alias=_env("CASTBRIDGE_HOST"))
+    port: int = Field(8080, ge=1, le=65535, validation_alias=_env("CASTBRIDGE_PORT"))
+    public_url: str | None = Field(None, validation_alias=_env("CASTBRIDGE_PUBLIC_URL"))
+    secret_keys: SecretStr | None = Field(None, validation_alias=_env("CASTBRIDGE_SECRET_KEYS"))
+    log_level: str = Field("INFO", validation_alias=_env("CASTBRIDGE_LOG_LEVEL"))
+    log_format: Literal["auto", "json", "console"] = Field(
+        "auto", validation_alias=_env("CASTBRIDGE_LOG_FORMAT")
+    )
+    # FULL fsyncs the WAL on every commit, so an acknowledged webhook survives power loss as
+    # well as kill -9; NORMAL survives only process crashes. Operators may trade down.
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = Field(
+        "FULL", validation_alias=_env("CASTBRIDGE_SQLITE_SYNCHRONOUS")
+    )
+    default_region: str = Field("PH", validation_alias=_env("CASTBRIDGE_DEFAULT_REGION"))
+    max_body_bytes: int = Field(
+        256 * 1024, ge=1024, validation_alias=_env("CASTBRIDGE_MAX_BODY_BYTES")
+    )
+    attachments: Literal["append", "reject"] = Field(
+        "append", validation_alias=_env("CASTBRIDGE_ATTACHMENTS")
+    )
+    run_worker: bool = Field(True, validation_alias=_env("CASTBRIDGE_RUN_WORKER"))
+    worker_concurrency: int = Field(
+        32, ge=1, le=1024, validation_alias=_env("CASTBRIDGE_WORKER_CONCURRENCY")
+    )
+    worker_lease_seconds: float = Field(
+        60.0, gt=0, validation_alias=_env("CASTBRIDGE_WORKER_LEASE_SECONDS")
+    )
+    worker_poll_interval: float = Field(
+        0.5, gt=0, validation_alias=_env("CASTBRIDGE_WORKER_POLL_INTERVAL")
+    )
+    shutdown_grace_seconds: float = Field(
+        20.0, ge=0, validation_alias=_env("CASTBRIDGE_SHUTDOWN_GRACE_SECONDS")
+    )
+    send_max_attempts: int = Field(8, ge=1, validation_alias=_env("CASTBRIDGE_SEND_MAX_ATTEMPTS"))
+    # Cast keeps idempotency keys for 24 h; resending after that could bill twice
+    # (gateways.md §1.5), so sending stops well before.
+    send_horizon_seconds: float = Field(
+        6 * 3600.0, gt=0, le=23 * 3600.0, validation_alias=_env("CASTBRIDGE_SEND_HORIZON_SECONDS")
+    )
+    # Delivery-report polling: seconds after acceptance of each poll; the last gap repeats
+    # until the horizon (gateways.md §1.7 suggests 5 s, 10 s, 30 s, 1, 2, 5, 10 min, then 15 min).
+    status_poll_schedule: str = Field(
+        "5,10,30,60,120,300,600,900", validation_alias=_env("CASTBRIDGE_STATUS_POLL_SCHEDULE")
+    )
+    status_poll_horizon_seconds: float = Field(
+        24 * 3600.0, gt=0, validation_alias=_env("CASTBRIDGE_STATUS_POLL_HORIZON_SECONDS")
+    )
+    # What HighLevel is told when no delivery report arrives by the horizon: "pending" leaves
+    # the message as sent-but-unconfirmed (never a fake "delivered"), "failed" marks it failed.
+    status_on_horizon: Literal["pending", "failed"] = Field(
+        "pending", validation_alias=_env("CASTBRIDGE_STATUS_ON_HORIZON")
+    )
+    report_max_attempts: int = Field(
+        12, ge=1, validation_alias=_env("CASTBRIDGE_REPORT_MAX_ATTEMPTS")
+    )
+    # First status report no sooner than this after the webhook: HighLevel answers 403 until
+    # the message is "downstreamed" (ghl.md §8).
+    report_initial_delay_seconds: float = Field(
+        5.0, ge=0, validation_alias=_env("CASTBRIDGE_REPORT_INITIAL_DELAY_SECONDS")
+    )
+
+    # --- Cast.ph -----------------------------------------------------------------------
+    cast_api_url: str = Field("https://api.cast.ph", validation_alias=_env("CAST_API_URL"))
+    cast_api_key: SecretStr | None = Field(None, validation_alias=_env("CAST_API_KEY"))
+    cast_sender_id: str | None = Field(None, validation_alias=_env("CAST_SENDER_ID"))
+    cast_rate_limit: float = Field(10.0, gt=0, validation_alias=_env("CAST_RATE_LIMIT"))
+    cast_ip_rate_limit: float = Field(25.0, gt=0, validation_alias=_env("CAST_IP_RATE_LIMIT"))
+    cast_channel: Channel = Field("sms", validation_alias=_env("CAST_CHANNEL"))
+    # Rev A of Cast's docs caps a message at 450 characters, Rev B at 10,000 (gateways.md §1.10);
+    # the safe default is the lower one until the account is confirmed on Rev B.
+    cast_max_chars: int = Field(450, ge=1, le=10_000, validation_alias=_env("CAST_MAX_CHARS"))
+    cast_timeout_seconds: float = Field(15.0, gt=0, validation_alias=_env("CAST_TIMEOUT_SECONDS"))
+
+    # --- HighLevel ---------------------------------------------------------------------
+    ghl_client_id: str | None = Field(None, validation_alias=_env("GHL_CLIENT_ID"))
+    ghl_client_secret: SecretStr | None = Field(None, validation_alias=_env("GHL_CLIENT_SECRET"))
+    ghl_conversation_provider_id: str | None = Field(
+        None, validation_alias=_env("GHL_CONVERSATION_PROVIDER_ID")
+    )
+    ghl_sso_key: SecretStr | None = Field(None, validation_alias=_env("GHL_SSO_KEY"))
+    ghl_api_url: str = Field(
+        "https://services.leadconnectorhq.com", validation_alias=_env("GHL_API_URL")
+    )
+    ghl_marketplace_url: str = Field(
+        "https://marketplace.gohighlevel.com", validation_alias=_env("GHL_MARKETPLACE_URL")
+    )
+    ghl_scopes: str = Field(DEFAULT_GHL_SCOPES, validation_alias=_env("GHL_SCOPES"))
+    ghl_webhook_keys: str | None = Field(None, validation_alias=_env("GHL_WEBHOOK_KEYS"))
+    ghl_require_signature: bool = Field(True, validation_alias=_env("GHL_REQUIRE_SIGNATURE"))
+    # X-WH-Signature (RSA) was deprecated on 2026-09-01 (ghl.md §3); still accepted on the
+    # app-events URL only, because INSTALL/UNINSTALL from older HighLevel clusters may carry it.
+    ghl_accept_legacy_rsa: bool = Field(True, validation_alias=_env("GHL_ACCEPT_LEGACY_RSA"))
+    ghl_rate_limit: float = Field(8.0, gt=0, le=10.0, validation_alias=_env("GHL_RATE_LIMIT"))
+    ghl_timeout_seconds: float = Field(15.0, gt=0, validation_alias=_env("GHL_TIMEOUT_SECONDS"))
+    oauth_state_ttl_seconds: float = Field(
+        600.0, gt=0, validation_alias=_env("CASTBRIDGE_OAUTH_STATE_TTL_SECONDS")
+    )
+    webhook_max_age_seconds: float = Field(
+        300.0, gt=0, validation_alias=_env("CASTBRIDGE_WEBHOOK_MAX_AGE_SECONDS")
+    )
+
+    @field_validator("default_region")
+    @classmethod
+    def _region_upper(cls, value: str) -> str:
+        if len(value) != 2 or not value.isalpha():
+            raise ValueError("must be a two-letter region code such as PH")
+        return value.upper()
+
+    @field_validator("status_poll_schedule")
+    @classmethod
+    def _schedule_numbers(cls, value: str) -> str:
+        try:
+            gaps = [float(part) for part in value.split(",") if part.strip()]
+        except ValueError as exc:
+            raise ValueError("must be comma-separated seconds, e.g. 5,10,30,60") from exc
+        if not gaps or any(gap <= 0 for gap in gaps):
+            raise ValueError("must list at least one positive number of seconds")
+        return value
+
+    @field_validator("public_url", "cast_api_url", "ghl_api_url", "ghl_marketplace_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    # --- derived values ------------------------------------------------------------------
+    @property
+    def uses_embedded_database(self) -> bool:
+        """True when the store is the built-in SQLite file (no URL configured)."""
+        return self.database_url is None
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url is not None:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'castbridge.db').as_posix()}"
+
+    @property
+    def poll_gaps(self) -> list[float]:
+        return [float(part) for part in self.status_poll_schedule.split(",") if part.strip()]
+
+    def missing_for_highlevel(self) -> list[str]:
+        """Environment names that must be set before HighLevel can talk to us."""
+        required = {
+            "GHL_CLIENT_ID": self.ghl_client_id,
+            "GHL_CLIENT_SECRET": self.ghl_client_secret,
+            "GHL_CONVERSATION_PROVIDER_ID": self.ghl_conversation_provider_id,
+            "CASTBRIDGE_PUBLIC_URL": self.public_url,
+        }
+        return [name for name, value in required.items() if value is None]
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment; raise ConfigError with one line per bad value."""
+    try:
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else "?"
+            lines.append(f"{_env_name(field)}: {error['msg']}")
+        raise ConfigError("\n".join(lines)) from None
+    if settings.secret_keys is None and settings.database_url is not None:
+        if not settings.database_url.startswith("sqlite"):
+            raise ConfigError(
+                "CASTBRIDGE_SECRET_KEYS: required when CASTBRIDGE_DATABASE_URL is not SQLite "
+                "(generate one with `castbridge secrets generate`)"
+            )
+    return settings
+
+
+def _env_name(field: str) -> str:
+    info = Settings.model_fields.get(field)
+    alias = info.validation_alias if info is not None else None
+    if isinstance(alias, AliasChoices) and alias.choices:
+        return str(alias.choices[0])
+    return field.upper()
