@@ -1,4 +1,4 @@
-"""Settings: every knob castbridge reads from the environment or `.env`, validated once at start-up."""
+"""Settings: every knob castbridge reads from the environment or `.env`, validated at start-up."""
 
 from __future__ import annotations
 
@@ -207,12 +207,12 @@ def load_settings(**overrides: object) -> Settings:
             field = str(error["loc"][0]) if error["loc"] else "?"
             lines.append(f"{_env_name(field)}: {error['msg']}")
         raise ConfigError("\n".join(lines)) from None
-    if settings.secret_keys is None and settings.database_url is not None:
-        if not settings.database_url.startswith("sqlite"):
-            raise ConfigError(
-                "CASTBRIDGE_SECRET_KEYS: required when CASTBRIDGE_DATABASE_URL is not SQLite "
-                "(generate one with `castbridge secrets generate`)"
-            )
+    database_url = settings.database_url
+    if settings.secret_keys is None and database_url and not database_url.startswith("sqlite"):
+        raise ConfigError(
+            "CASTBRIDGE_SECRET_KEYS: required when CASTBRIDGE_DATABASE_URL is not SQLite "
+            "(generate one with `castbridge secrets generate`)"
+        )
     return settings
 
 

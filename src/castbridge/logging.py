@@ -1,4 +1,4 @@
-"""structlog set-up: JSON in production, readable on a TTY, with secrets and phone numbers masked."""
+"""structlog set-up: JSON in production, readable on a TTY, secrets and phone numbers masked."""
 
 from __future__ import annotations
 

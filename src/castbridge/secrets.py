@@ -64,7 +64,7 @@ def generate_key() -> str:
 
 
 def load_secret_box(settings: Settings) -> SecretBox:
-    """Keys from CASTBRIDGE_SECRET_KEYS, else (embedded SQLite only) a key kept in the data folder."""
+    """Keys from CASTBRIDGE_SECRET_KEYS, else (SQLite only) a key kept in the data folder."""
     if settings.secret_keys is not None:
         raw = settings.secret_keys.get_secret_value()
         return SecretBox([part for part in raw.split(",") if part.strip()])
