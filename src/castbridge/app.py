@@ -1,0 +1,73 @@
+"""The FastAPI application factory; its lifespan owns every resource and, by default, the worker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from castbridge import __version__
+from castbridge.config import Settings
+from castbridge.logging import get_logger
+from castbridge.resources import open_resources
+
+log = get_logger(__name__)
+
+
+def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI:
+    """Build the app. The worker runs in the lifespan unless disabled (`castbridge worker` alone)."""
+    with_worker = settings.run_worker if run_worker is None else run_worker
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_resources(settings, with_worker=with_worker) as resources:
+            app.state.resources = resources
+            worker_task = (
+                asyncio.create_task(resources.worker.run(), name="castbridge-worker")
+                if resources.worker is not None
+                else None
+            )
+            try:
+                yield
+            finally:
+                if worker_task is not None and resources.worker is not None:
+                    resources.worker.stop()
+                    await worker_task
+
+    app = FastAPI(
+        title="castbridge",
+        version=__version__,
+        summary="HighLevel SMS Conversation Provider bridging to Cast.ph",
+        lifespan=lifespan,
+    )
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(_request: Request, exc: HTTPException) -> JSONResponse:
+        detail = exc.detail
+        body = detail if isinstance(detail, dict) else {"error": detail}
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [
+            {"field": ".".join(str(part) for part in error["loc"]), "problem": error["msg"]}
+            for error in exc.errors()
+        ]
+        return JSONResponse({"error": "invalid request", "errors": problems}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        # Never leak internals; 503 tells HighLevel to retry, and nothing was acknowledged.
+        log.exception("unhandled_error", error_type=type(exc).__name__)
+        return JSONResponse({"error": "temporarily unavailable, retry later"}, status_code=503)
+
+    from castbridge.web import health, oauth, webhooks
+
+    app.include_router(health.router)
+    app.include_router(webhooks.router)
+    app.include_router(oauth.router)
+    return app

@@ -1,0 +1,1 @@
+"""Thin HTTP routes: verify, record, enqueue, answer. No business logic lives here."""
