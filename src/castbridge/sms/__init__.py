@@ -1,0 +1,14 @@
+"""Pure SMS helpers: text encoding and segments, phone-number normalisation (no package imports)."""
+
+from castbridge.sms.phone import InvalidNumber, format_for_gateway, normalize
+from castbridge.sms.text import MessageTooLong, Segments, check_length, segments
+
+__all__ = [
+    "InvalidNumber",
+    "MessageTooLong",
+    "Segments",
+    "check_length",
+    "format_for_gateway",
+    "normalize",
+    "segments",
+]
