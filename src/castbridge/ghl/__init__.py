@@ -1,0 +1,1 @@
+"""HighLevel: webhook signatures, the API client, token lifecycle and the typed payloads."""
