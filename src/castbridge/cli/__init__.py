@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from castbridge.cli import cast, db, sms
+from castbridge.cli import cast, db, installations, locations, messages, sandbox, service, sms
 
 app = typer.Typer(
     name="castbridge",
@@ -12,6 +12,13 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+app.command("serve")(service.serve)
+app.command("worker")(service.worker)
+app.command("sandbox")(sandbox.sandbox)
+app.command("demo")(sandbox.demo)
+app.add_typer(messages.app, name="messages")
+app.add_typer(locations.app, name="locations")
+app.add_typer(installations.app, name="installations")
 app.add_typer(cast.app, name="cast")
 app.add_typer(sms.app, name="sms")
 app.add_typer(db.app, name="db")

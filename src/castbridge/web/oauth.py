@@ -1,0 +1,89 @@
+"""OAuth install: redirect to HighLevel's choose-location page, then the callback."""
+
+from __future__ import annotations
+
+from html import escape
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+
+from castbridge.installs import InstallError, complete_install, start_install
+from castbridge.web.deps import resources_of
+
+router = APIRouter(tags=["oauth"])
+
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>castbridge - {title}</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>body{{font-family:system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem;
+line-height:1.5;color:#1f2937}}h1{{font-size:1.5rem}}.ok{{color:#047857}}.err{{color:#b91c1c}}
+ol li{{margin:.3rem 0}}</style></head><body>{body}</body></html>"""
+
+
+def _page(title: str, body: str, status: int) -> HTMLResponse:
+    return HTMLResponse(_PAGE.format(title=escape(title), body=body), status_code=status)
+
+
+@router.get(
+    "/oauth/install",
+    summary="Start installing castbridge: redirects to HighLevel's choose-location page",
+    response_model=None,
+    status_code=302,
+    responses={302: {"description": "Redirect to HighLevel"}, 503: {"description": "castbridge is not configured for HighLevel yet"}},
+)
+async def install(request: Request) -> HTMLResponse | RedirectResponse:
+    try:
+        url = await start_install(resources_of(request))
+    except InstallError as exc:
+        return _page(
+            "not ready",
+            f'<h1 class="err">castbridge cannot be installed yet</h1><p>{escape(str(exc))}</p>',
+            503,
+        )
+    return RedirectResponse(url, status_code=302)
+
+
+@router.get(
+    "/oauth/callback",
+    summary="HighLevel's redirect after the user picked locations; exchanges the code",
+    response_class=HTMLResponse,
+    response_model=None,
+    responses={400: {"description": "Bad, reused or expired state or code"}},
+)
+async def callback(
+    request: Request,
+    code: str | None = Query(None, max_length=2048),
+    state: str | None = Query(None, max_length=512),
+    error: str | None = Query(None, max_length=512),
+) -> HTMLResponse:
+    if error or not code:
+        reason = f"HighLevel reported: {error}" if error else "The link has no authorization code."
+        return _page(
+            "install failed",
+            f'<h1 class="err">Install did not complete</h1><p>{escape(reason)}</p>'
+            '<p><a href="/oauth/install">Start the install again</a>.</p>',
+            400,
+        )
+    try:
+        outcome = await complete_install(resources_of(request), code, state)
+    except InstallError as exc:
+        return _page(
+            "install failed",
+            f'<h1 class="err">Install did not complete</h1><p>{escape(str(exc))}</p>'
+            '<p><a href="/oauth/install">Start the install again</a>.</p>',
+            400,
+        )
+    where = (
+        f"{len(outcome.location_ids)} sub-account(s) of your agency"
+        if outcome.user_type == "Company"
+        else "your sub-account"
+    )
+    body = (
+        f'<h1 class="ok">castbridge is installed</h1><p>castbridge is connected to {where}.</p>'
+        "<p>One step remains in each sub-account that should send SMS through castbridge:</p>"
+        "<ol><li>Open <b>Settings → Phone Numbers → Advanced Settings</b>.</li>"
+        "<li>Under <b>SMS Provider</b>, choose <b>castbridge</b> and press <b>Save</b>.</li>"
+        "<li>Send a test SMS from Conversations: its status turns to delivered once the "
+        "carrier confirms it.</li></ol><p>You can close this window.</p>"
+    )
+    return _page("installed", body, 200)
