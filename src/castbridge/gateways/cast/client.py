@@ -1,0 +1,423 @@
+"""CastClient: typed calls to Cast.ph's v1 API over an httpx2.AsyncClient it is handed."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import httpx2
+import stamina
+from pydantic import BaseModel, ValidationError
+
+from castbridge.gateways.cast.errors import (
+    CastBadResponseError,
+    CastError,
+    CastRateLimitedError,
+    CastValidationError,
+    translate_error,
+    transport_error,
+)
+from castbridge.gateways.cast.models import (
+    MAX_BULK_RECIPIENTS,
+    MAX_IDEMPOTENCY_KEY_CHARS,
+    BalanceResponse,
+    BulkBody,
+    BulkChannel,
+    BulkResponse,
+    ProfileResponse,
+    SendBody,
+    SendChannel,
+    SenderIdsResponse,
+    SendResponse,
+    StatusChannel,
+    StatusResponse,
+    UnsubscribeTokenResponse,
+)
+from castbridge.gateways.cast.retry import RetryPolicy, request_limiter, send_limiter
+from castbridge.logging import get_logger, mask_phone
+from castbridge.ratelimit import TokenBucket
+
+DEFAULT_BASE_URL = "https://api.cast.ph"
+
+# RetryPolicy and the limiter factories live in retry.py; re-exported for importers of client.
+__all__ = ["DEFAULT_BASE_URL", "CastClient", "RetryPolicy", "request_limiter", "send_limiter"]
+
+log = get_logger("castbridge.gateways.cast")
+M = TypeVar("M", bound=BaseModel)
+
+
+def _check_idempotency_key(key: str) -> None:
+    if not key or len(key) > MAX_IDEMPOTENCY_KEY_CHARS:
+        raise CastValidationError(
+            f"idempotency key must be 1-{MAX_IDEMPOTENCY_KEY_CHARS} characters",
+            code="INVALID_IDEMPOTENCY_KEY",
+        )
+    if not key.isascii() or not key.isprintable():
+        raise CastValidationError(
+            "idempotency key must be printable ASCII", code="INVALID_IDEMPOTENCY_KEY"
+        )
+
+
+class CastClient:
+    """One Cast account (one API key) over a shared `httpx2.AsyncClient`.
+
+    `send_limiter` (messages/s for this key) is taken before every send, N tokens for a bulk of
+    N; `request_limiter` (per egress IP) before every request. Both may be None (no pacing).
+    Every method raises a `CastError` (see `castbridge.gateways.cast.errors`) on failure.
+    """
+
+    def __init__(
+        self,
+        http: httpx2.AsyncClient,
+        *,
+        api_key: str,
+        base_url: str = DEFAULT_BASE_URL,
+        send_limiter: TokenBucket | None = None,
+        request_limiter: TokenBucket | None = None,
+        retry: RetryPolicy | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not api_key or any(ch.isspace() for ch in api_key):
+            raise ValueError("api_key must be a non-empty string without whitespace")
+        self._http = http
+        self._api_key = api_key
+        self._base_url = base_url.rstrip("/")
+        self._send_limiter = send_limiter
+        self._request_limiter = request_limiter
+        self.retry = retry if retry is not None else RetryPolicy()
+        self._clock = clock
+
+    def __repr__(self) -> str:
+        return f"CastClient(base_url={self._base_url!r}, api_key='cast_***')"
+
+    # --- sends ----------------------------------------------------------------------------
+
+    async def send(
+        self,
+        to: str,
+        message: str,
+        *,
+        idempotency_key: str,
+        channel: SendChannel = "sms",
+        sender_id: str | None = None,
+        scheduled_at: datetime | None = None,
+    ) -> SendResponse:
+        """Send one message on `channel` (`/sms/send`, `/otp/send` or `/sim/send`).
+
+        `idempotency_key` (1-255 chars) is sent as `X-Idempotency-Key` and reused by every retry.
+        `scheduled_at` makes Cast answer 202 without a `message_id`; the bridge never uses it.
+        """
+        _check_idempotency_key(idempotency_key)
+        if scheduled_at is not None and channel == "otp":
+            raise CastValidationError("scheduled_at is not supported on /otp/send")
+        body = SendBody(to=to, message=message, sender_id=sender_id, scheduled_at=scheduled_at)
+        result = await self._request(
+            "POST",
+            f"/api/v1/{channel}/send",
+            SendResponse,
+            json_body=body.to_json(),
+            idempotency_key=idempotency_key,
+            messages=1,
+        )
+        log.info(
+            "cast.send.accepted",
+            channel=channel,
+            to=mask_phone(to),
+            message_id=result.message_id,
+            parts=result.parts,
+            replayed=result.replayed,
+            sandbox=result.sandbox,
+            idempotency_key=idempotency_key,
+        )
+        return result
+
+    async def send_sms(
+        self, to: str, message: str, *, idempotency_key: str, sender_id: str | None = None
+    ) -> SendResponse:
+        return await self.send(
+            to, message, idempotency_key=idempotency_key, channel="sms", sender_id=sender_id
+        )
+
+    async def send_otp(
+        self, to: str, message: str, *, idempotency_key: str, sender_id: str | None = None
+    ) -> SendResponse:
+        return await self.send(
+            to, message, idempotency_key=idempotency_key, channel="otp", sender_id=sender_id
+        )
+
+    async def send_sim(
+        self, to: str, message: str, *, idempotency_key: str, sender_id: str | None = None
+    ) -> SendResponse:
+        return await self.send(
+            to, message, idempotency_key=idempotency_key, channel="sim", sender_id=sender_id
+        )
+
+    async def bulk(
+        self,
+        to: Sequence[str],
+        message: str,
+        *,
+        idempotency_key: str,
+        channel: BulkChannel = "sms",
+        sender_id: str | None = None,
+        scheduled_at: datetime | None = None,
+    ) -> BulkResponse:
+        """Send the same text to 1-1,000 numbers. A partial failure is returned, not raised:
+        check `success` / `failures`. A request-level refusal raises a CastError."""
+        _check_idempotency_key(idempotency_key)
+        if not 1 <= len(to) <= MAX_BULK_RECIPIENTS:
+            raise CastValidationError(f"bulk takes 1-{MAX_BULK_RECIPIENTS} numbers, got {len(to)}")
+        body = BulkBody(
+            to=list(to), message=message, sender_id=sender_id, scheduled_at=scheduled_at
+        )
+        result = await self._request(
+            "POST",
+            f"/api/v1/{channel}/bulk",
+            BulkResponse,
+            json_body=body.to_json(),
+            idempotency_key=idempotency_key,
+            messages=len(to),
+        )
+        log.info(
+            "cast.bulk.done",
+            channel=channel,
+            total=result.total,
+            sent=result.sent,
+            failed=result.failed,
+            replayed=result.replayed,
+            idempotency_key=idempotency_key,
+        )
+        return result
+
+    async def bulk_sms(
+        self,
+        to: Sequence[str],
+        message: str,
+        *,
+        idempotency_key: str,
+        sender_id: str | None = None,
+    ) -> BulkResponse:
+        return await self.bulk(
+            to, message, idempotency_key=idempotency_key, channel="sms", sender_id=sender_id
+        )
+
+    async def bulk_sim(
+        self,
+        to: Sequence[str],
+        message: str,
+        *,
+        idempotency_key: str,
+        sender_id: str | None = None,
+    ) -> BulkResponse:
+        return await self.bulk(
+            to, message, idempotency_key=idempotency_key, channel="sim", sender_id=sender_id
+        )
+
+    # --- reads ----------------------------------------------------------------------------
+
+    async def status(self, message_id: str, channel: StatusChannel = "sms") -> StatusResponse:
+        """Delivery status (`/sms/status/{id}`; `/sim/status/{id}` for SIM messages)."""
+        if not message_id:
+            raise ValueError("message_id must not be empty")
+        path = f"/api/v1/{channel}/status/{quote(message_id, safe='')}"
+        return await self._request("GET", path, StatusResponse)
+
+    async def balance(self) -> BalanceResponse:
+        return await self._request("GET", "/api/v1/account/balance", BalanceResponse)
+
+    async def profile(self) -> ProfileResponse:
+        """Account settings; also the cheap call that validates a key."""
+        return await self._request("GET", "/api/v1/account/profile", ProfileResponse)
+
+    async def sender_ids(self) -> SenderIdsResponse:
+        return await self._request("GET", "/api/v1/account/sender-ids", SenderIdsResponse)
+
+    async def unsubscribe_token(self, phone: str, sender_id: str) -> UnsubscribeTokenResponse:
+        """An opt-out link for `phone` (422 ALREADY_UNSUBSCRIBED if it opted out already)."""
+        return await self._request(
+            "POST",
+            "/api/v1/unsubscribe/token",
+            UnsubscribeTokenResponse,
+            json_body={"phone": phone, "sender_id": sender_id},
+        )
+
+    # --- plumbing -------------------------------------------------------------------------
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        model: type[M],
+        *,
+        json_body: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
+        messages: int = 0,
+    ) -> M:
+        """One logical call, retried per `self.retry` (see the comment on RetryPolicy)."""
+        policy = self.retry
+        started = self._clock()
+        retries = 0
+
+        def should_retry(exc: Exception) -> bool | float:
+            """stamina's backoff hook: False to give up, else the exact seconds to wait."""
+            nonlocal retries
+            if not isinstance(exc, CastError) or not exc.retryable:
+                return False
+            if isinstance(exc, CastRateLimitedError):
+                wait = exc.retry_after
+                if wait is None:
+                    wait = policy.default_retry_after
+            else:
+                wait = policy.backoff(retries + 1)
+            if self._clock() - started + wait > policy.max_total_seconds:
+                return False
+            retries += 1
+            log.info(
+                "cast.retry",
+                path=path,
+                code=exc.code,
+                http_status=exc.http_status,
+                wait_seconds=round(wait, 3),
+                retry=retries,
+                idempotency_key=idempotency_key,
+            )
+            return wait
+
+        async for attempt in stamina.retry_context(
+            on=should_retry, attempts=policy.attempts, timeout=None
+        ):
+            with attempt:
+                return await self._once(method, path, model, json_body, idempotency_key, messages)
+        raise AssertionError("unreachable: stamina re-raises the last error")  # pragma: no cover
+
+    async def _take_send_tokens(self, messages: int) -> None:
+        limiter = self._send_limiter
+        if limiter is None or messages <= 0:
+            return
+        # A bulk of N counts as N messages (gateways.md §1.9, the safe reading). Cast's bucket
+        # cannot hold N > burst tokens, so it can only accept such a bulk by going into debt;
+        # mirror that: take what the bucket can hold now and hold every later send back until
+        # the rest has refilled. (Pre-paying N in chunks would not work: the bucket caps at
+        # burst, so the time spent waiting would not show up as credit on Cast's side.)
+        first = min(float(messages), limiter.burst)
+        await limiter.acquire(first)
+        if messages > first:
+            limiter.pause((messages - first) / limiter.rate)
+
+    async def _once(
+        self,
+        method: str,
+        path: str,
+        model: type[M],
+        json_body: dict[str, Any] | None,
+        idempotency_key: str | None,
+        messages: int,
+    ) -> M:
+        is_send = messages > 0
+        await self._take_send_tokens(messages)
+        if self._request_limiter is not None:
+            await self._request_limiter.acquire()
+        headers = {"X-API-Key": self._api_key, "Accept": "application/json"}
+        if idempotency_key is not None:
+            headers["X-Idempotency-Key"] = idempotency_key
+        started = time.perf_counter()
+        try:
+            response = await self._http.request(
+                method, self._base_url + path, json=json_body, headers=headers
+            )
+        except httpx2.TransportError as exc:
+            failure = transport_error(exc, send=is_send)
+            log.warning(
+                "cast.request.failed",
+                method=method,
+                path=path,
+                code=failure.code,
+                outcome_unknown=failure.outcome_unknown,
+                idempotency_key=idempotency_key,
+            )
+            raise failure from exc
+        elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
+        replayed = response.headers.get("x-idempotent-replay", "").lower() == "true"
+        payload = self._payload(response)
+        ok = 200 <= response.status_code < 300 and isinstance(payload, dict)
+        if ok and payload.get("success") is False:
+            # A bulk with some failed recipients is still a result (HTTP 200, success false,
+            # per-recipient errors); any other success:false is an error.
+            ok = model is BulkResponse and isinstance(payload.get("results"), list)
+        if not ok:
+            if 200 <= response.status_code < 300 and not isinstance(payload, dict):
+                raise CastBadResponseError(
+                    f"Cast answered HTTP {response.status_code} with a body that is not JSON",
+                    code="INVALID_RESPONSE",
+                    http_status=response.status_code,
+                    outcome_unknown=is_send,
+                )
+            error = translate_error(
+                response.status_code, response.content, response.headers, send=is_send
+            )
+            self._on_error(error, is_send=is_send)
+            if replayed:
+                error.as_final()
+            log.warning(
+                "cast.request.error",
+                method=method,
+                path=path,
+                http_status=error.http_status,
+                code=error.code,
+                error=error.message,
+                retryable=error.retryable,
+                replayed=replayed,
+                elapsed_ms=elapsed_ms,
+                idempotency_key=idempotency_key,
+            )
+            raise error
+        assert isinstance(payload, dict)
+        if model is SendResponse or model is BulkResponse:
+            payload = {**payload, "replayed": replayed}
+        try:
+            result = model.model_validate(payload)
+        except ValidationError as exc:
+            raise CastBadResponseError(
+                f"Cast answered HTTP {response.status_code} with an unexpected body "
+                f"({exc.error_count()} problem(s), first at {_first_loc(exc)})",
+                code="INVALID_RESPONSE",
+                http_status=response.status_code,
+                outcome_unknown=is_send,
+            ) from None
+        log.debug(
+            "cast.request",
+            method=method,
+            path=path,
+            http_status=response.status_code,
+            elapsed_ms=elapsed_ms,
+            replayed=replayed,
+        )
+        return result
+
+    @staticmethod
+    def _payload(response: httpx2.Response) -> Any:
+        try:
+            return response.json()
+        except ValueError:
+            return None
+
+    def _on_error(self, error: CastError, *, is_send: bool) -> None:
+        """A 429 pauses the bucket it concerns, so concurrent callers wait as well."""
+        if not isinstance(error, CastRateLimitedError):
+            return
+        wait = (
+            error.retry_after if error.retry_after is not None else self.retry.default_retry_after
+        )
+        bucket = self._send_limiter if is_send else self._request_limiter
+        if bucket is not None:
+            bucket.pause(wait)
+
+
+def _first_loc(exc: ValidationError) -> str:
+    errors = exc.errors()
+    if not errors:
+        return "?"
+    return ".".join(str(part) for part in errors[0]["loc"]) or "body"
