@@ -14,7 +14,9 @@ import structlog
 _SECRET_KEY_PARTS = ("token", "secret", "password", "authorization", "api_key", "apikey", "key")
 # Keys whose values are message text: personal data with no diagnostic value in a log line.
 _TEXT_KEYS = frozenset({"message_text", "text", "body"})
-_PHONE = re.compile(r"\+?\d[\d\s().-]{6,}\d")
+# 9 to 15 digits with single separators: phone-shaped, while dates and times (8 digits at
+# most between letters) are left alone.
+_PHONE = re.compile(r"(?<![\w.:])[+(]?\d(?:[\s().-]{0,2}\d){8,14}(?![\w:])")
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+")
 _CAST_KEY = re.compile(r"cast_(?:test_)?[0-9a-fA-F]{8,}")
 
@@ -50,7 +52,7 @@ def redact(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> 
     """structlog processor: the last line of defence against a secret or number in a log."""
     for key in list(event_dict):
         value = event_dict[key]
-        if key == "event":
+        if key in {"event", "timestamp", "level"}:
             continue
         if _is_secret_key(key):
             event_dict[key] = "***" if value else value

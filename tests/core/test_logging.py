@@ -39,3 +39,9 @@ def test_free_text_is_scrubbed() -> None:
 def test_mask_keeps_numbers_distinguishable() -> None:
     """Two different numbers still look different once masked."""
     assert mask_phone("+639171234567") != mask_phone("+639181234568")
+
+
+def test_dates_and_short_numbers_are_left_alone() -> None:
+    """Timestamps, ids and durations are not mistaken for phone numbers."""
+    line = "2026-11-22T02:12:57.977Z took 1234 ms for job 12345"
+    assert scrub_text(line) == line

@@ -1,0 +1,228 @@
+"""`castbridge demo`: a realistic mix through the real path, with every expectation checked."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx2
+from rich.console import Console
+from rich.table import Table
+
+from castbridge.logging import mask_phone
+from castbridge.sandbox.cast import UNDELIVERABLE_NUMBER, CastSandboxConfig
+from castbridge.sandbox.ghl import GHLSandboxConfig
+from castbridge.sandbox.stack import Stack, run_stack
+from castbridge.store import repository as repo
+
+LONG_TEXT = (
+    "Hi Maria! Your appointment at Makati Dental Clinic is confirmed for Monday 10:00 AM. "
+    "Please arrive 15 minutes early and bring a valid ID and your HMO card. If you need to "
+    "reschedule, reply to this message or call us at (02) 8123 4567 during office hours. "
+    "Parking is available at the basement of the building. See you soon, and thank you for "
+    "choosing us!"
+)
+
+
+@dataclass(slots=True)
+class Case:
+    label: str
+    phone: str
+    text: str
+    expect: str  # the final HighLevel status we must see
+    expect_error: str | None = None  # a fragment the failure message must contain
+    message_id: str = ""
+    posted_at: float = 0.0
+    finished_at: float | None = None
+    http_status: int = 0
+    duplicate_of: Case | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def build_cases() -> list[Case]:
+    burst = [
+        Case(f"429 burst #{n}", f"+63918555{1000 + n}", f"Flash sale reminder {n}", "delivered")
+        for n in range(1, 6)
+    ]
+    return [
+        Case("E.164", "+639171234567", "Hello from HighLevel via castbridge!", "delivered"),
+        Case("local with dashes", "0917-123-4568", "Your order has shipped.", "delivered"),
+        Case("local with brackets", "(0918) 123 4567", "See you at 3 PM.", "delivered"),
+        Case("country code, no +", "639191234567", "Payment received, salamat!", "delivered"),
+        Case("unicode (UCS-2)", "+639271234567", "Salamat po! 😀 Maligayang pagdating", "delivered"),
+        Case("long multipart", "+639351234567", LONG_TEXT, "delivered"),
+        Case("invalid number", "12345", "This cannot be sent", "failed", "not a valid"),
+        Case(
+            "undeliverable number",
+            UNDELIVERABLE_NUMBER,
+            "Carrier will reject this one",
+            "failed",
+            "Carrier",
+        ),
+        *burst,
+    ]
+
+
+async def _post(stack: Stack, case: Case, http: httpx2.AsyncClient) -> None:
+    case.posted_at = time.monotonic()
+    result = await stack.ghl.send_delivery_webhook(
+        stack.delivery_url, phone=case.phone, message=case.text, http=http
+    )
+    case.message_id = result.message_id
+    case.http_status = result.status_code
+
+
+async def _repost(stack: Stack, original: Case, http: httpx2.AsyncClient) -> Case:
+    """HighLevel retrying a delivery: the same signed body again."""
+    payload = stack.ghl.delivery_payload(
+        phone=original.phone, message=original.text, message_id=original.message_id
+    )
+    payload["contactId"] = stack.ghl.messages[original.message_id].contact_id
+    response = await stack.ghl.send_event(stack.delivery_url, payload, http=http)
+    duplicate = Case(
+        "duplicate webhook", original.phone, original.text, original.expect, duplicate_of=original
+    )
+    duplicate.message_id = original.message_id
+    duplicate.http_status = response.status_code
+    duplicate.posted_at = time.monotonic()
+    return duplicate
+
+
+async def run_demo(console: Console, *, timeout: float = 90.0) -> bool:
+    """Run the scenario; print the table; True when every expectation held."""
+    started = time.monotonic()
+    cast_config = CastSandboxConfig(pending_after_seconds=0.5, final_after_seconds=1.5, seed=7)
+    ghl_config = GHLSandboxConfig(not_downstreamed_seconds=2.0, seed=7)
+    with tempfile.TemporaryDirectory(prefix="castbridge-demo-") as tmp:
+        async with run_stack(
+            Path(tmp),
+            cast_config=cast_config,
+            ghl_config=ghl_config,
+            log_level="WARNING",
+            status_poll_schedule="1,1,2,3",
+            report_initial_delay_seconds=1.0,
+            send_max_attempts=6,
+        ) as stack:
+            console.print(
+                f"[bold]castbridge demo[/bold]  castbridge {stack.url}  "
+                f"Cast sandbox {stack.cast_url}  HighLevel sandbox {stack.ghl_url}"
+            )
+            await stack.install()
+            console.print("installed a sandbox location through the real OAuth flow")
+            cases = build_cases()
+            async with httpx2.AsyncClient(timeout=15.0) as http:
+                regular = [case for case in cases if not case.label.startswith("429")]
+                burst = [case for case in cases if case.label.startswith("429")]
+                for case in regular:
+                    await _post(stack, case, http)
+                duplicate = await _repost(stack, cases[0], http)
+                # The next sends meet Cast answering 429 with Retry-After: castbridge must wait
+                # and resend with the same idempotency key, and still bill each message once.
+                stack.cast.faults.fail_next = [429] * 4
+                await asyncio.gather(*(_post(stack, case, http) for case in burst))
+            cases.append(duplicate)
+            ok = await _wait(stack, cases, timeout)
+            checks = await _check(stack, cases)
+            _render(console, stack, cases, await _details(stack, cases))
+            elapsed = time.monotonic() - started
+            for line in checks:
+                console.print(f"[red]✗[/red] {line}")
+            passed = ok and not checks
+            verdict = "[green]all expectations held[/green]" if passed else "[red]FAILED[/red]"
+            console.print(f"{verdict} in {elapsed:.1f} s")
+            return passed
+
+
+async def _wait(stack: Stack, cases: list[Case], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pending = False
+        for case in cases:
+            if case.finished_at is None and stack.ghl.statuses(case.message_id):
+                case.finished_at = time.monotonic()
+            pending = pending or case.finished_at is None
+        if not pending:
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+async def _details(stack: Stack, cases: list[Case]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    async with stack.resources.sessions() as session:
+        for case in cases:
+            message = await repo.get_message_by_ghl_id(session, case.message_id)
+            if message is not None:
+                found[case.message_id] = message
+    return found
+
+
+async def _check(stack: Stack, cases: list[Case]) -> list[str]:
+    problems: list[str] = []
+    for case in cases:
+        statuses = stack.ghl.statuses(case.message_id)
+        if case.http_status != 200:
+            problems.append(f"{case.label}: webhook answered {case.http_status}, expected 200")
+        if statuses[-1:] != [case.expect]:
+            problems.append(f"{case.label}: HighLevel shows {statuses or 'nothing'}")
+        if case.duplicate_of is None and len(statuses) > 1:
+            problems.append(f"{case.label}: HighLevel got several statuses {statuses}")
+        record = stack.ghl.messages.get(case.message_id)
+        if case.expect_error and record is not None:
+            errors = [err for err in record.status_errors if err]
+            text = " ".join(str(err.get("message", "")) for err in errors)
+            if case.expect_error.lower() not in text.lower():
+                problems.append(f"{case.label}: error message {text!r} lacks {case.expect_error!r}")
+        billed = stack.cast.billed(case.message_id)
+        should_bill = 1 if case.expect == "delivered" or case.label.startswith("undeliverable") else 0
+        if billed != should_bill:
+            problems.append(f"{case.label}: billed {billed} times at Cast, expected {should_bill}")
+    if sum(stack.ghl.rate_limited.values()):
+        problems.append(f"HighLevel answered 429 {sum(stack.ghl.rate_limited.values())} times")
+    return problems
+
+
+def _render(console: Console, stack: Stack, cases: list[Case], details: dict[str, Any]) -> None:
+    table = Table(title="messages")
+    for column in ("case", "to", "enc", "parts", "Cast id", "HighLevel", "latency", "note"):
+        table.add_column(column)
+    counts: dict[str, int] = {}
+    for case in cases:
+        message = details.get(case.message_id)
+        statuses = stack.ghl.statuses(case.message_id)
+        final = statuses[-1] if statuses else "-"
+        counts[final] = counts.get(final, 0) + (0 if case.duplicate_of else 1)
+        latency = (
+            f"{case.finished_at - case.posted_at:.1f} s"
+            if case.finished_at is not None and case.duplicate_of is None
+            else "-"
+        )
+        colour = "green" if final == case.expect else "red"
+        note = ""
+        if case.duplicate_of is not None:
+            note = f"same messageId: billed {stack.cast.billed(case.message_id)}x"
+        elif message is not None and message.error_message:
+            note = message.error_message[:60]
+        table.add_row(
+            case.label,
+            mask_phone(message.phone_e164) if message and message.phone_e164 else case.phone,
+            message.encoding if message else "",
+            str(message.gateway_parts or message.parts_estimate) if message else "",
+            (message.gateway_message_id or "-") if message else "-",
+            f"[{colour}]{final}[/{colour}]",
+            latency,
+            note,
+        )
+    console.print(table)
+    snapshot = stack.cast.snapshot()
+    console.print(
+        f"totals: {sum(counts.values())} messages, "
+        + ", ".join(f"{count} {status}" for status, count in sorted(counts.items()))
+        + f"; Cast answered 429 {snapshot['injected'].get('429', 0)} times (injected) and "
+        f"{snapshot['rate_limited_429']} times (rate limit); "
+        f"HighLevel 429s {sum(stack.ghl.rate_limited.values())}"
+    )
