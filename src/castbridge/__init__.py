@@ -1,3 +1,3 @@
-"""castbridge: a HighLevel SMS Conversation Provider that sends through Cast.ph and other gateways."""
+"""castbridge: a HighLevel SMS Conversation Provider sending through Cast.ph and other gateways."""
 
 __version__ = "0.1.0"

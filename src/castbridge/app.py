@@ -19,7 +19,7 @@ log = get_logger(__name__)
 
 
 def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI:
-    """Build the app. The worker runs in the lifespan unless disabled (`castbridge worker` alone)."""
+    """Build the app; the worker runs in its lifespan unless disabled (`--no-worker`)."""
     with_worker = settings.run_worker if run_worker is None else run_worker
 
     @contextlib.asynccontextmanager

@@ -61,12 +61,12 @@ class StatusReporter(Protocol):
 def backoff(attempt: int, *, base: float = 2.0, cap: float = 300.0) -> float:
     """Full-jitter exponential backoff from the persisted attempt count (1-based)."""
     ceiling = min(cap, base * (2 ** max(0, attempt - 1)))
-    return random.uniform(ceiling / 2, ceiling)
+    return float(random.uniform(ceiling / 2, ceiling))
 
 
 def report_backoff(attempt: int) -> float:
     """HighLevel's 403 window lasts 5-10 s, sometimes longer: 5, 10, 20, 40, then every 60 s."""
-    return min(60.0, 5.0 * (2 ** max(0, attempt - 1))) * random.uniform(0.9, 1.1)
+    return float(min(60.0, 5.0 * 2.0 ** max(0, attempt - 1)) * random.uniform(0.9, 1.1))
 
 
 def idempotency_key(message: Message) -> str:
@@ -236,7 +236,14 @@ class Bridge:
                 http_status=exc.http_status,
             )
             return
-        delay = max(backoff(job.attempts), exc.retry_after or 0.0)
+        delay = max(
+            backoff(
+                job.attempts,
+                base=self.settings.retry_base_seconds,
+                cap=self.settings.retry_cap_seconds,
+            ),
+            exc.retry_after or 0.0,
+        )
         async with self.sessions.begin() as session:
             if not await repo.reschedule_job(
                 session,
@@ -503,7 +510,14 @@ class Bridge:
             if isinstance(exc, ghl_errors.NotDownstreamedError):
                 delay = report_backoff(job.attempts)
             else:
-                delay = max(backoff(job.attempts, cap=120.0), getattr(exc, "retry_after", 0) or 0)
+                delay = max(
+                    backoff(
+                        job.attempts,
+                        base=self.settings.retry_base_seconds,
+                        cap=min(120.0, self.settings.retry_cap_seconds),
+                    ),
+                    getattr(exc, "retry_after", 0) or 0,
+                )
             async with self.sessions.begin() as session:
                 if not await repo.reschedule_job(
                     session,

@@ -77,6 +77,14 @@ class Settings(BaseSettings):
         20.0, ge=0, validation_alias=_env("CASTBRIDGE_SHUTDOWN_GRACE_SECONDS")
     )
     send_max_attempts: int = Field(8, ge=1, validation_alias=_env("CASTBRIDGE_SEND_MAX_ATTEMPTS"))
+    # Persisted backoff between a job's attempts (sends; status reports other than HighLevel's
+    # 403 window): full jitter, doubling from the base up to the cap.
+    retry_base_seconds: float = Field(
+        2.0, gt=0, validation_alias=_env("CASTBRIDGE_RETRY_BASE_SECONDS")
+    )
+    retry_cap_seconds: float = Field(
+        300.0, gt=0, validation_alias=_env("CASTBRIDGE_RETRY_CAP_SECONDS")
+    )
     # Cast keeps idempotency keys for 24 h; resending after that could bill twice
     # (gateways.md §1.5), so sending stops well before.
     send_horizon_seconds: float = Field(

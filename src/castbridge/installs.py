@@ -138,7 +138,10 @@ async def mint_company_locations(
             location_tokens = await ghl.location_token(company_token.value, company_id, location_id)
         except GHLError as exc:
             log.warning(
-                "location_token_failed", company_id=company_id, location_id=location_id, error=str(exc)
+                "location_token_failed",
+                company_id=company_id,
+                location_id=location_id,
+                error=str(exc),
             )
             continue
         async with resources.sessions.begin() as session:

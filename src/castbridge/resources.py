@@ -149,9 +149,7 @@ async def open_resources(settings: Settings, *, with_worker: bool) -> AsyncItera
         worker = None
         if with_worker:
             worker_id = new_worker_id()
-            bridge = Bridge(
-                settings, store.sessions, cast_accounts, ghl, worker_id=worker_id
-            )
+            bridge = Bridge(settings, store.sessions, cast_accounts, ghl, worker_id=worker_id)
             worker = Worker(settings, store.sessions, bridge)
         yield Resources(
             settings=settings,

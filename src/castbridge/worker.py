@@ -89,7 +89,7 @@ class Worker:
         for job in jobs:
             task = asyncio.create_task(self._run_one(job))
             self._tasks[task] = job
-            task.add_done_callback(self._tasks.pop)  # type: ignore[arg-type]
+            task.add_done_callback(self._tasks.pop)
         metrics.JOBS_IN_FLIGHT.set(len(self._tasks))
         return len(jobs)
 

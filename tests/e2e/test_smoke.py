@@ -18,5 +18,5 @@ async def test_message_reaches_delivered(tmp_path: Path) -> None:
             stack.delivery_url, phone="+639171234567", message="hello"
         )
         assert result.status_code == 200
-        assert await wait_for(lambda: stack.ghl.statuses(result.message_id), timeout=30)
+        assert await wait_for(lambda: stack.ghl.statuses(result.message_id), within=30)
         assert stack.ghl.statuses(result.message_id) == ["delivered"]

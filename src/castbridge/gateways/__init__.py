@@ -1,1 +1,1 @@
-"""SMS gateways behind one provider-neutral interface (Cast.ph now; CastBrick, Cellcast, UGSMS later)."""
+"""SMS gateways behind one provider-neutral interface: Cast.ph now, CastBrick and others next."""

@@ -1,4 +1,4 @@
-"""Both sandboxes and castbridge wired together on loopback: for `sandbox`, `demo`, tests, benches."""
+"""Both sandboxes and castbridge wired together on loopback (sandbox, demo, tests, benchmarks)."""
 
 from __future__ import annotations
 
@@ -92,6 +92,7 @@ def stack_settings(
     **overrides: Any,
 ) -> Settings:
     """castbridge settings pointing at the two sandboxes, with fast test-friendly timings."""
+    data_dir.mkdir(parents=True, exist_ok=True)
     values: dict[str, Any] = {
         "data_dir": data_dir,
         "database_url": f"sqlite+aiosqlite:///{data_dir / 'castbridge.db'}",
@@ -113,7 +114,7 @@ def stack_settings(
         "worker_poll_interval": 0.2,
     }
     values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 @contextlib.asynccontextmanager
@@ -126,7 +127,6 @@ async def run_stack(
     **overrides: Any,
 ) -> AsyncIterator[Stack]:
     """Start the Cast and HighLevel sandboxes and (unless told not to) castbridge, in this loop."""
-    data_dir.mkdir(parents=True, exist_ok=True)
     cast_app = create_cast_sandbox(cast_config)
     ghl_app = create_ghl_sandbox(ghl_config)
     async with serve_app(cast_app) as cast_url, serve_app(ghl_app) as ghl_url:
@@ -153,10 +153,10 @@ async def run_stack(
             yield stack
 
 
-async def wait_for(predicate: Any, *, timeout: float, interval: float = 0.1) -> bool:
-    """Poll `predicate()` (sync) until true or `timeout` seconds pass; returns the last result."""
+async def wait_for(predicate: Any, *, within: float, interval: float = 0.1) -> bool:
+    """Poll `predicate()` (sync) until true or `within` seconds pass; returns the last result."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + within
     while loop.time() < deadline:
         if predicate():
             return True

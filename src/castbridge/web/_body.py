@@ -12,7 +12,7 @@ M = TypeVar("M", bound=BaseModel)
 
 
 async def read_limited(request: Request, limit: int) -> bytes:
-    """The raw body, refused with 413 as soon as it passes `limit` bytes (before buffering it all)."""
+    """The raw body, refused with 413 as soon as it passes `limit` bytes (never buffered whole)."""
     declared = request.headers.get("content-length")
     if declared is not None:
         try:

@@ -37,7 +37,9 @@ async def readyz(request: Request) -> JSONResponse:
         head = migrate.head_revision()
         checks["schema"] = {"current": current, "head": head}
         if current != head:
-            problems.append(f"database schema at {current}, expected {head}: run castbridge db upgrade")
+            problems.append(
+                f"database schema at {current}, expected {head}: run castbridge db upgrade"
+            )
     except Exception as exc:
         checks["database"] = "unreachable"
         problems.append(f"database unreachable: {type(exc).__name__}")

@@ -29,7 +29,10 @@ def _page(title: str, body: str, status: int) -> HTMLResponse:
     summary="Start installing castbridge: redirects to HighLevel's choose-location page",
     response_model=None,
     status_code=302,
-    responses={302: {"description": "Redirect to HighLevel"}, 503: {"description": "castbridge is not configured for HighLevel yet"}},
+    responses={
+        302: {"description": "Redirect to HighLevel"},
+        503: {"description": "castbridge is not configured for HighLevel yet"},
+    },
 )
 async def install(request: Request) -> HTMLResponse | RedirectResponse:
     try:

@@ -26,17 +26,17 @@ class AppEvent(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     type: str = Field(min_length=1, max_length=64)
-    appId: str | None = Field(None, max_length=128)  # noqa: N815 - HighLevel's field names
-    locationId: str | None = Field(None, max_length=64)  # noqa: N815
-    companyId: str | None = Field(None, max_length=64)  # noqa: N815
-    userId: str | None = Field(None, max_length=64)  # noqa: N815
+    appId: str | None = Field(None, max_length=128)
+    locationId: str | None = Field(None, max_length=64)
+    companyId: str | None = Field(None, max_length=64)
+    userId: str | None = Field(None, max_length=64)
     timestamp: str | None = None
-    webhookId: str | None = Field(None, max_length=128)  # noqa: N815
+    webhookId: str | None = Field(None, max_length=128)
 
 
 class DeliveryAck(BaseModel):
     ok: bool = True
-    messageId: str  # noqa: N815
+    messageId: str
     status: str = Field(description="queued, failed (refused at intake, HighLevel told why), ...")
     duplicate: bool = False
     error: str | None = None
