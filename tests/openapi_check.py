@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +25,21 @@ from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-# CI keeps ../shared beside the checkout: /work/shared/reference/ghl-openapi for /work/main.
-SPEC_DIR = Path(__file__).resolve().parents[2] / "shared" / "reference" / "ghl-openapi"
+
+def _find_spec_dir() -> Path:
+    """CI keeps ../shared beside the checkout (/work/shared for /work/main); a clone elsewhere
+    can point CASTBRIDGE_SHARED_DIR at it. The shipped package never needs these files."""
+    override = os.environ.get("CASTBRIDGE_SHARED_DIR")
+    if override:
+        return Path(override) / "reference" / "ghl-openapi"
+    for parent in Path(__file__).resolve().parents:
+        candidate = parent / "shared" / "reference" / "ghl-openapi"
+        if candidate.is_dir():
+            return candidate
+    return Path(__file__).resolve().parents[2] / "shared" / "reference" / "ghl-openapi"
+
+
+SPEC_DIR = _find_spec_dir()
 BASE_URI = "https://ghl-openapi.invalid/"
 # Where each file lives in HighLevel's repository, so "../common/common-schemas.json#/..."
 # resolves exactly as it does there (README.md in the spec folder).
