@@ -12,6 +12,7 @@ from castbridge.ghl.models import TokenResponse
 from castbridge.logging import get_logger
 from castbridge.store import installations
 from castbridge.store import repository as repo
+from castbridge.store.models import SeenWebhook
 
 if TYPE_CHECKING:
     from castbridge.resources import Resources
@@ -21,7 +22,20 @@ log = get_logger(__name__)
 
 
 class InstallError(Exception):
-    """The install could not complete; `str()` is a sentence for the person installing."""
+    """The install could not complete; `str()` is a sentence for the person installing.
+
+    `status` is the HTTP status of the page that says so: 400 for a bad or used link, 503 when
+    HighLevel could not be reached and trying again later may work.
+    """
+
+    def __init__(self, message: str, *, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class EventRetry(Exception):
+    """An event could not be handled for a passing reason (HighLevel unavailable): answer 5xx
+    so HighLevel delivers it again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +49,7 @@ class InstallOutcome:
 class EventOutcome:
     handled: bool
     detail: str | None = None
+    duplicate: bool = False
 
 
 def redirect_uri(resources: Resources) -> str:
@@ -81,6 +96,13 @@ async def complete_install(resources: Resources, code: str, state: str | None) -
         tokens = await resources.ghl.exchange_code(code, redirect_uri(resources))
     except GHLError as exc:
         log.warning("oauth_exchange_failed", error=str(exc))
+        if exc.retryable:
+            # HighLevel was down or slow: the code was probably fine, so do not blame it.
+            raise InstallError(
+                "HighLevel could not be reached to finish the install. "
+                "Start the install again in a few minutes.",
+                status=503,
+            ) from None
         raise InstallError(
             "HighLevel did not accept the authorization code (it may have expired or been "
             "used already). Start the install again."
@@ -117,14 +139,34 @@ async def _install_company(resources: Resources, tokens: TokenResponse) -> Insta
             detail={"via": "oauth", "user_type": "Company"},
         )
     company_id = info.company_id or info.resource_id
-    minted = await mint_company_locations(resources, company_id, only=None)
+    try:
+        minted = await mint_company_locations(resources, company_id, only=None)
+    except GHLError as exc:
+        # Listing the agency's locations failed. Without this the person installing got a
+        # bare JSON 503 and a used-up link; the Company token is kept, and installing again
+        # (or HighLevel's INSTALL event) mints the locations.
+        log.warning("company_locations_failed", company_id=company_id, error=str(exc))
+        raise InstallError(
+            "castbridge is connected to your agency, but HighLevel did not list its "
+            "sub-accounts just now. Start the install again in a few minutes to finish.",
+            status=503 if exc.retryable else 400,
+        ) from None
     return InstallOutcome("Company", minted, company_id)
 
 
 async def mint_company_locations(
-    resources: Resources, company_id: str, *, only: list[str] | None
+    resources: Resources,
+    company_id: str,
+    *,
+    only: list[str] | None,
+    raise_retryable: bool = False,
 ) -> list[str]:
-    """Mint and store a Location token for each installed location (or just `only`)."""
+    """Mint and store a Location token for each installed location (or just `only`).
+
+    A location HighLevel refuses is skipped. With `raise_retryable`, a failure that may pass
+    (HighLevel unavailable, rate-limited) is raised instead, so the caller can have HighLevel
+    retry the whole event; minting again is harmless (the rows are upserted).
+    """
     ghl = resources.ghl
     company_token = await ghl.token_provider.token(GrantKey.company(company_id), ghl)
     if only is None:
@@ -137,6 +179,8 @@ async def mint_company_locations(
         try:
             location_tokens = await ghl.location_token(company_token.value, company_id, location_id)
         except GHLError as exc:
+            if raise_retryable and exc.retryable:
+                raise
             log.warning(
                 "location_token_failed",
                 company_id=company_id,
@@ -158,6 +202,25 @@ async def mint_company_locations(
         minted.append(location_id)
     log.info("company_locations_minted", company_id=company_id, count=len(minted))
     return minted
+
+
+async def handle_event_once(resources: Resources, event: AppEvent) -> EventOutcome:
+    """`handle_event`, skipping a `webhookId` already handled (a replay, ghl.md §4).
+
+    The id is remembered only after the event was handled: remembering it first would make
+    HighLevel's retry of an event that failed here (EventRetry, answered 5xx) look like a
+    replay, and the event would be lost. Two copies racing in at once may both be handled,
+    which is safe because INSTALL and UNINSTALL converge on the same rows.
+    """
+    if event.webhookId:
+        async with resources.sessions() as session:
+            if await session.get(SeenWebhook, event.webhookId) is not None:
+                return EventOutcome(False, "duplicate webhookId", duplicate=True)
+    outcome = await handle_event(resources, event)
+    if event.webhookId:
+        async with resources.sessions.begin() as session:
+            await installations.remember_webhook(session, event.webhookId, event.type)
+    return outcome
 
 
 async def handle_event(resources: Resources, event: AppEvent) -> EventOutcome:
@@ -182,9 +245,22 @@ async def _on_install(resources: Resources, event: AppEvent) -> EventOutcome:
     if location_id and existing is not None and existing.active:
         return EventOutcome(True, "location already installed")
     if company is not None and company.active and company_id:
-        minted = await mint_company_locations(
-            resources, company_id, only=[location_id] if location_id else None
-        )
+        try:
+            minted = await mint_company_locations(
+                resources,
+                company_id,
+                only=[location_id] if location_id else None,
+                raise_retryable=True,
+            )
+        except GHLError as exc:
+            # Acknowledging a transient failure would leave the location without a token for
+            # good: HighLevel sends INSTALL once and the OAuth callback never comes for it.
+            if exc.retryable:
+                raise EventRetry(str(exc)) from exc
+            log.warning("install_event_mint_failed", company_id=company_id, error=str(exc))
+            return EventOutcome(False, "the agency token could not mint location tokens")
+        if location_id and location_id not in minted:
+            return EventOutcome(False, "HighLevel refused a token for this location")
         return EventOutcome(True, f"minted {len(minted)} location token(s) from the agency token")
     async with resources.sessions.begin() as session:
         await installations.add_audit(

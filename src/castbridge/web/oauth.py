@@ -12,6 +12,10 @@ from castbridge.web.deps import resources_of
 
 router = APIRouter(tags=["oauth"])
 
+MAX_CODE_CHARS = 2048
+MAX_STATE_CHARS = 512
+MAX_ERROR_CHARS = 200
+
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>castbridge - {title}</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -22,6 +26,15 @@ ol li{{margin:.3rem 0}}</style></head><body>{body}</body></html>"""
 
 def _page(title: str, body: str, status: int) -> HTMLResponse:
     return HTMLResponse(_PAGE.format(title=escape(title), body=body), status_code=status)
+
+
+def _failed(reason: str, status: int = 400) -> HTMLResponse:
+    return _page(
+        "install failed",
+        f'<h1 class="err">Install did not complete</h1><p>{escape(reason)}</p>'
+        '<p><a href="/oauth/install">Start the install again</a>.</p>',
+        status,
+    )
 
 
 @router.get(
@@ -51,31 +64,29 @@ async def install(request: Request) -> HTMLResponse | RedirectResponse:
     summary="HighLevel's redirect after the user picked locations; exchanges the code",
     response_class=HTMLResponse,
     response_model=None,
-    responses={400: {"description": "Bad, reused or expired state or code"}},
+    responses={
+        400: {"description": "Bad, reused or expired state or code"},
+        503: {"description": "HighLevel could not be reached; try again later"},
+    },
 )
 async def callback(
     request: Request,
-    code: str | None = Query(None, max_length=2048),
-    state: str | None = Query(None, max_length=512),
-    error: str | None = Query(None, max_length=512),
+    # Lengths are checked below rather than by Query(max_length=...): this page is opened in
+    # a browser, so a bad link must get the HTML error page, not a JSON 422.
+    code: str | None = Query(None, description=f"at most {MAX_CODE_CHARS} characters"),
+    state: str | None = Query(None, description=f"at most {MAX_STATE_CHARS} characters"),
+    error: str | None = Query(None),
 ) -> HTMLResponse:
-    if error or not code:
-        reason = f"HighLevel reported: {error}" if error else "The link has no authorization code."
-        return _page(
-            "install failed",
-            f'<h1 class="err">Install did not complete</h1><p>{escape(reason)}</p>'
-            '<p><a href="/oauth/install">Start the install again</a>.</p>',
-            400,
-        )
+    if error:
+        return _failed(f"HighLevel reported: {error[:MAX_ERROR_CHARS]}")
+    if not code:
+        return _failed("The link has no authorization code.")
+    if len(code) > MAX_CODE_CHARS or len(state or "") > MAX_STATE_CHARS:
+        return _failed("The link is malformed: a parameter is too long.")
     try:
         outcome = await complete_install(resources_of(request), code, state)
     except InstallError as exc:
-        return _page(
-            "install failed",
-            f'<h1 class="err">Install did not complete</h1><p>{escape(str(exc))}</p>'
-            '<p><a href="/oauth/install">Start the install again</a>.</p>',
-            400,
-        )
+        return _failed(str(exc), exc.status)
     where = (
         f"{len(outcome.location_ids)} sub-account(s) of your agency"
         if outcome.user_type == "Company"

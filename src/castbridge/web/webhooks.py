@@ -53,6 +53,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"description": "Missing or invalid signature, or a stale timestamp"},
     413: {"description": "Body too large"},
     422: {"description": "A required field is missing or malformed"},
+    503: {"description": "Temporarily unable to handle it; nothing was acknowledged, retry"},
 }
 
 
@@ -153,11 +154,14 @@ async def events(request: Request) -> EventAck:
     )
     event = validate_model(AppEvent, parse_json_object(raw))
     _check_timestamp(request, event.timestamp)
-    if event.webhookId:
-        async with resources.sessions.begin() as session:
-            if not await installations.remember_webhook(session, event.webhookId, event.type):
-                metrics.WEBHOOKS.labels("events", "replay").inc()
-                return EventAck(handled=False, detail="duplicate webhookId")
-    outcome = await installs.handle_event(resources, event)
+    try:
+        outcome = await installs.handle_event_once(resources, event)
+    except installs.EventRetry as exc:
+        metrics.WEBHOOKS.labels("events", "retry").inc()
+        log.warning("event_failed_retry", event_type=event.type, error=str(exc))
+        raise HTTPException(503, "the event could not be handled now; retry later") from None
+    if outcome.duplicate:
+        metrics.WEBHOOKS.labels("events", "replay").inc()
+        return EventAck(handled=False, detail=outcome.detail)
     metrics.WEBHOOKS.labels("events", event.type.lower()[:32]).inc()
     return EventAck(handled=outcome.handled, detail=outcome.detail)
