@@ -469,9 +469,20 @@ class Bridge:
         status = str(job.payload.get("status", ""))
         error = job.payload.get("error")
         if message.ghl_status in TERMINAL_GHL and status != message.ghl_status:
-            # Only forward transitions: HighLevel already shows a final status.
+            # Only forward transitions (ghl.md §8): HighLevel already shows a final status, e.g.
+            # `failed` for a dead message an operator replayed. The skip goes on the timeline
+            # so `messages show` explains why HighLevel and castbridge differ.
             async with self.sessions.begin() as session:
-                await repo.finish_job(session, job, self.worker_id)
+                if await repo.finish_job(session, job, self.worker_id):
+                    await repo.record_attempt(
+                        session,
+                        message_id=message.id,
+                        job_id=job.id,
+                        kind="report",
+                        outcome="skipped",
+                        detail=f"HighLevel already shows {message.ghl_status}; "
+                        f"not changed to {status}",
+                    )
             return
         started = time.monotonic()
         try:

@@ -31,7 +31,10 @@ class DeliveryPayload(BaseModel):
     locationId: str = Field(min_length=1, max_length=64)
     contactId: str | None = Field(None, max_length=64)
     type: str = Field("SMS", max_length=32)
-    phone: str = Field(min_length=1, max_length=64)
+    # Required, but may be empty: an empty (or blank) number is an invalid number like any
+    # other, answered 200 and reported `failed` with a reason. A 422 left the message at
+    # "pending" in HighLevel with no explanation.
+    phone: str = Field(max_length=64)
     message: str = Field("", max_length=20_000)
     attachments: list[str] = Field(default_factory=list, max_length=20)
     userId: str | None = Field(None, max_length=64)

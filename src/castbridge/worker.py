@@ -61,14 +61,43 @@ class Worker:
 
     async def run(self) -> None:
         log.info("worker_started", worker_id=self.worker_id)
+        heartbeat = asyncio.create_task(self._renew_leases(), name="castbridge-lease-renewal")
         try:
             while not self._stopping.is_set():
                 claimed = await self._claim()
                 if not claimed:
                     await self._idle()
         finally:
-            await self._drain()
+            try:
+                await self._drain()  # leases keep being renewed while in-flight jobs finish
+            finally:
+                heartbeat.cancel()
+                await asyncio.gather(heartbeat, return_exceptions=True)
             log.info("worker_stopped", worker_id=self.worker_id)
+
+    async def _renew_leases(self) -> None:
+        """Keep extending the leases of the jobs this worker is running.
+
+        A lease only says "this worker is alive". Without renewal, a job still running when its
+        lease ran out (waiting on a rate limiter, a slow gateway) was claimed a second time and
+        ran twice at once: a repeated Cast call and a repeated HighLevel status update.
+        """
+        interval = self.settings.worker_lease_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            jobs = list(self._tasks.values())
+            if not jobs:
+                continue
+            try:
+                async with self.sessions.begin() as session:
+                    await repo.renew_leases(
+                        session,
+                        self.worker_id,
+                        jobs,
+                        lease_seconds=self.settings.worker_lease_seconds,
+                    )
+            except Exception:
+                log.exception("lease_renewal_failed", jobs=len(jobs))
 
     async def _claim(self) -> int:
         free = self.settings.worker_concurrency - len(self._tasks)

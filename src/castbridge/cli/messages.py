@@ -113,23 +113,30 @@ def retry(message_id: str) -> None:
     """Replay a dead message: its dead jobs become due now with a fresh attempt budget.
 
     The send reuses the same idempotency key, so if Cast did take the message before, it
-    answers with a replay instead of sending (and billing) again.
+    answers with a replay instead of sending (and billing) again. HighLevel keeps a final
+    status it was already given (a dead message was reported `failed`): castbridge only sends
+    forward transitions, so the replay's outcome shows here, in `messages show`.
     """
     settings = settings_or_exit()
 
-    async def _go() -> tuple[bool, int]:
+    async def _go() -> tuple[bool, int, str | None]:
         async with open_store(settings) as store, store.sessions.begin() as session:
             message = await repo.get_message_by_ghl_id(session, message_id)
             if message is None:
-                return False, 0
+                return False, 0, None
             count = await repo.requeue_dead_jobs(session, message.id)
             if count and message.status == "dead":
                 await repo.update_message(session, message.id, status="queued")
-            return True, count
+            return True, count, message.ghl_status
 
-    found, count = run(_go())
+    found, count, ghl_status = run(_go())
     if not found:
         fail(f"no message with HighLevel id {message_id}")
     if not count:
         fail(f"message {message_id} has no dead jobs to retry")
     typer.echo(f"requeued {count} job(s) for {message_id}; a running worker picks them up now")
+    if ghl_status in {"delivered", "failed"}:
+        typer.echo(
+            f"note: HighLevel already shows {ghl_status} for this message and keeps it; "
+            f"follow the replay with `castbridge messages show {message_id}`"
+        )

@@ -25,14 +25,25 @@ def serve(
     app = create_app(settings, run_worker=worker)
     # uvicorn turns SIGTERM into a graceful shutdown: stop accepting, then the lifespan stops
     # the worker, which finishes or hands back in-flight jobs within the grace period.
-    uvicorn.run(
-        app,
-        host=host or settings.host,
-        port=port or settings.port,
-        log_level=settings.log_level.lower(),
-        access_log=False,
-        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) + 5,
-    )
+    # Once shut down, uvicorn re-raises the signal into the handler it found at start, so with
+    # Python's default handler the process would die of SIGTERM (exit 143) even after a clean
+    # drain. Installing this handler first makes a graceful stop exit 0.
+    previous = signal.signal(signal.SIGTERM, _exit_cleanly)
+    try:
+        uvicorn.run(
+            app,
+            host=host or settings.host,
+            port=port or settings.port,
+            log_level=settings.log_level.lower(),
+            access_log=False,
+            timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) + 5,
+        )
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_cleanly(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)
 
 
 def worker() -> None:

@@ -191,6 +191,30 @@ def _owned(job: ClaimedJob, worker_id: str) -> Any:
     )
 
 
+async def renew_leases(
+    session: AsyncSession,
+    worker_id: str,
+    jobs: Sequence[ClaimedJob],
+    *,
+    lease_seconds: float,
+) -> int:
+    """Extend the leases of jobs this worker still runs (fenced like `finish_job`)."""
+    if not jobs:
+        return 0
+    now = utcnow()
+    result = await session.execute(
+        update(Job)
+        .where(
+            Job.state == "running",
+            Job.worker_id == worker_id,
+            or_(*(and_(Job.id == job.id, Job.attempts == job.attempts) for job in jobs)),
+        )
+        .values(lease_until=now + timedelta(seconds=lease_seconds), updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
 async def finish_job(
     session: AsyncSession, job: ClaimedJob, worker_id: str, *, state: str = "done"
 ) -> bool:
