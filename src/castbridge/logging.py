@@ -65,6 +65,17 @@ def redact(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> 
     return event_dict
 
 
+class _CurrentStderr:
+    """Writes to whatever `sys.stderr` is now: a stream captured at set-up time may since have
+    been closed (a CLI run in-process), and logging must never raise because of it."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
     """Route structlog (and stdlib logging) to stderr, JSON unless a person is watching."""
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
@@ -86,7 +97,7 @@ def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),
         cache_logger_on_first_use=False,
     )
     logging.basicConfig(level=max(numeric, logging.WARNING), stream=sys.stderr, force=True)

@@ -1,19 +1,25 @@
-"""End-to-end fixtures: every test logs to the live stderr, whatever ran before it."""
+"""End-to-end fixtures: castbridge in this process logs to a live stream, whatever ran before."""
 
 from __future__ import annotations
 
+import logging
+import sys
 from collections.abc import Iterator
 
 import pytest
+import structlog
 
-from castbridge.logging import configure_logging
 from tests.e2e.support import restored_logging
 
 
 @pytest.fixture(autouse=True)
 def _live_logging() -> Iterator[None]:
-    """CliRunner-based tests leave logging on streams they later close; castbridge running in
-    this process would then fail on its first log line. JSON lines, shown for a failed test."""
+    """A CLI run under CliRunner leaves structlog writing to a stream it closes afterwards, and
+    castbridge in this process would then fail on its first log line; warnings and errors go to
+    the current stderr instead (shown for a failed test)."""
     with restored_logging():
-        configure_logging("WARNING", "json")
+        structlog.configure(
+            logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+            wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+        )
         yield
