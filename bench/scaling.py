@@ -154,13 +154,13 @@ async def backlog(prefill: int, batch: int, window: float, concurrency: int) -> 
 
 async def run(quick: bool) -> dict[str, Any]:
     if quick:
-        intake = await intake_by_locations(150, 64)
+        intake = await intake_by_locations(120, 64)
         pipeline = {
             "1": await pipeline_run(1, 20, **RAISED),
-            "10": await pipeline_run(10, 80, **RAISED),
-            "100": await pipeline_run(100, 100, **RAISED),
+            "10": await pipeline_run(10, 60, **RAISED),
+            "100": await pipeline_run(100, 60, **RAISED),
         }
-        queued = await backlog(600, 150, 5.0, 128)
+        queued = await backlog(400, 100, 4.0, 128)
     else:
         intake = await intake_by_locations(2000, 256)
         pipeline = {
