@@ -28,6 +28,8 @@ from castbridge.store.repository import ClaimedJob
 log = get_logger(__name__)
 
 TERMINAL_GHL = frozenset({"delivered", "failed"})
+# Send-job payload flag: an earlier try may have been accepted by the gateway.
+MAYBE_SENT = "maybe_sent"
 POLL_NOT_FOUND_LIMIT = 5
 
 
@@ -60,7 +62,9 @@ class StatusReporter(Protocol):
 
 def backoff(attempt: int, *, base: float = 2.0, cap: float = 300.0) -> float:
     """Full-jitter exponential backoff from the persisted attempt count (1-based)."""
-    ceiling = min(cap, base * (2 ** max(0, attempt - 1)))
+    # The exponent is capped: a send that may have been accepted retries until the horizon,
+    # and 2.0 ** 1024 would overflow a float.
+    ceiling = min(cap, base * 2.0 ** min(max(0, attempt - 1), 60))
     return float(random.uniform(ceiling / 2, ceiling))
 
 
@@ -122,6 +126,20 @@ class Bridge:
             return
         now = self.clock()
         if now - message.created_at > timedelta(seconds=self.settings.send_horizon_seconds):
+            if job.payload.get(MAYBE_SENT):
+                # Cast may have accepted an earlier try (see _retry_send): "not sent" could be
+                # false, so the message is left unknown for the operator, as with a gateway
+                # that cannot dedupe.
+                await self._fail_message(
+                    job,
+                    message,
+                    "OUTCOME_UNKNOWN",
+                    "The SMS gateway stopped answering; the message may or may not have been "
+                    "sent. Check with the gateway before sending it again.",
+                    kind="send",
+                    status="unknown",
+                )
+                return
             await self._give_up_send(
                 job,
                 message,
@@ -226,7 +244,16 @@ class Bridge:
     async def _retry_send(
         self, job: ClaimedJob, message: Message, exc: GatewayError, elapsed: int
     ) -> None:
-        if job.attempts >= self.settings.send_max_attempts:
+        # A send that got no usable answer (a timeout, a connection cut mid-answer, an
+        # unreadable 2xx) may have been accepted and billed by the gateway. Giving up on it
+        # would tell HighLevel "failed" about an SMS that was sent, inviting a resend (a second
+        # SMS, a second bill). A retry under the same idempotency key cannot send twice, so
+        # such a message is retried until the send horizon instead: a replay then reveals the
+        # accepted send. A 5xx answer counts as not processed, like a 429.
+        maybe_sent = bool(job.payload.get(MAYBE_SENT)) or (
+            exc.outcome_unknown and (exc.http_status or 0) < 500
+        )
+        if job.attempts >= self.settings.send_max_attempts and not maybe_sent:
             await self._give_up_send(
                 job,
                 message,
@@ -251,6 +278,7 @@ class Bridge:
                 self.worker_id,
                 run_at=self.clock() + timedelta(seconds=delay),
                 error=str(exc),
+                payload={**job.payload, MAYBE_SENT: True} if maybe_sent else None,
             ):
                 return
             await repo.record_attempt(

@@ -92,8 +92,18 @@ async def test_upstream_faults_every_message_terminal(tmp_path: Path) -> None:
             fates[body["messageId"]] = fate
         ids = [body["messageId"] for body in bodies]
         sendable = [m for m in ids if fates[m] != "invalid"]
-        restart_window(s.ghl, ids)
-        delivery = await deliver_until_acknowledged(s.ghl, s.delivery_url, bodies)
+        # A few refused messages go first, alone: their reports are due while the 403 window
+        # is still open, before Cast's faults back the sends up (sends are claimed first and
+        # hold every worker slot while Cast's 429s pause them, so later reports come late).
+        first = [body for body in bodies if fates[body["messageId"]] == "invalid"][:5]
+        rest = [body for body in bodies if body not in first]
+        restart_window(s.ghl, [body["messageId"] for body in first])
+        delivery = await deliver_until_acknowledged(s.ghl, s.delivery_url, first)
+        assert await wait_for(
+            lambda: any(s.ghl.messages[b["messageId"]].status_calls for b in first), within=10
+        )
+        restart_window(s.ghl, [body["messageId"] for body in rest])
+        await deliver_until_acknowledged(s.ghl, s.delivery_url, rest, seen=delivery)
         settled = await wait_for(
             lambda: all_terminal(s.ghl, ids), within=sized(120, 600), interval=0.5
         )
@@ -170,3 +180,42 @@ async def test_upstream_faults_every_message_terminal(tmp_path: Path) -> None:
                     error,
                 )
         assert wrong == {}, wrong
+
+
+async def test_unanswered_sends_are_never_reported_failed(tmp_path: Path) -> None:
+    """Cast accepts sends, its answers are lost past the attempt limit: delivered, billed once."""
+    attempts = 2
+    async with run_stack(
+        tmp_path,
+        cast_config=cast_config(),
+        ghl_config=ghl_config(),
+        cast_timeout_seconds=1.0,
+        send_max_attempts=attempts,
+        **FAST,
+    ) as s:
+        await s.install()
+        # Every try is processed and billed (then replayed), but its answer is cut off halfway
+        # or never comes, one more time than castbridge's attempt limit.
+        s.cast.faults.drop_next = attempts
+        s.cast.faults.timeout_next = 1
+        s.cast.faults.timeout_seconds = 3.0
+        result = await s.ghl.send_delivery_webhook(
+            s.delivery_url, phone=PH_MOBILE.format(1), message="answer lost"
+        )
+        assert result.status_code == 200
+        assert await wait_for(lambda: all_terminal(s.ghl, [result.message_id]), within=30)
+        snapshot = s.cast.snapshot()
+        report(
+            "unanswered sends",
+            {
+                "attempt_limit": attempts,
+                "drops": snapshot["drops"],
+                "timeouts": snapshot["timeouts"],
+                "replays": snapshot["replays"],
+                "billed": s.cast.billed(result.message_id),
+                "highlevel": s.ghl.statuses(result.message_id),
+            },
+        )
+        assert s.ghl.statuses(result.message_id) == ["delivered"]  # not "failed": it was sent
+        assert s.cast.billed(result.message_id) == 1
+        assert snapshot["drops"] + snapshot["timeouts"] == attempts + 1
