@@ -22,9 +22,8 @@ from urllib.parse import parse_qs, urlencode, urlparse
 import httpx2
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
-from pydantic import SecretStr
 
-from castbridge.config import Settings, _env_name
+from castbridge.config import Settings, settings_env
 from castbridge.sandbox.cast import (
     DEFAULT_API_KEY,
     CastSandboxConfig,
@@ -332,21 +331,6 @@ async def sandboxes(
         proc.stop()
 
 
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The environment variables (names as in .env.example) that reproduce `settings`."""
-    env: dict[str, str] = {}
-    for name in settings.model_fields_set:
-        value = getattr(settings, name)
-        if value is None:
-            continue
-        if isinstance(value, SecretStr):
-            value = value.get_secret_value()
-        elif isinstance(value, bool):
-            value = "true" if value else "false"
-        env[_env_name(name)] = str(value)
-    return env
-
-
 def _clean_environ() -> dict[str, str]:
     """This process's environment without any castbridge setting a developer may have exported."""
     prefixes = ("CASTBRIDGE_", "CAST_", "GHL_")
@@ -383,7 +367,7 @@ async def castbridge(
 ) -> AsyncIterator[Castbridge]:
     """`python -m castbridge serve` in its own process, configured only through the environment."""
     data_dir = Path(settings.data_dir)
-    env = {**_clean_environ(), **settings_env(settings)}
+    env = {**_clean_environ(), **settings_env(settings, only_set=True)}
     # cwd = the data folder, so a developer's ./.env can never leak into a measurement.
     argv = [sys.executable, "-m", "castbridge", "serve"]
     profile_dir = os.environ.get("BENCH_PROFILE_DIR")

@@ -231,3 +231,20 @@ def _env_name(field: str) -> str:
     if isinstance(alias, AliasChoices) and alias.choices:
         return str(alias.choices[0])
     return field.upper()
+
+
+def settings_env(settings: Settings, *, only_set: bool = False) -> dict[str, str]:
+    """The environment variables (documented names) that reproduce `settings` in another
+    process; `only_set` keeps just the values given explicitly, leaving defaults to the child."""
+    env: dict[str, str] = {}
+    names = settings.model_fields_set if only_set else Settings.model_fields
+    for name in names:
+        value = getattr(settings, name)
+        if value is None:
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        elif isinstance(value, bool):
+            value = "true" if value else "false"
+        env[_env_name(name)] = str(value)
+    return env

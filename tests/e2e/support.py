@@ -17,11 +17,10 @@ from typing import Any
 
 import httpx2
 import structlog
-from pydantic import SecretStr
 from typer.testing import CliRunner, Result
 
 from castbridge.cli import app as cli_app
-from castbridge.config import Settings, _env_name
+from castbridge.config import Settings, settings_env
 from castbridge.resources import open_store
 from castbridge.sandbox.cast import (
     DEFAULT_API_KEY,
@@ -203,21 +202,6 @@ async def open_jobs(settings: Settings, ghl_message_id: str) -> int:
 
 
 # --- the CLI and castbridge as a process ----------------------------------------------------
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The environment variables that reproduce `settings` (documented names)."""
-    env: dict[str, str] = {}
-    for field in Settings.model_fields:
-        value = getattr(settings, field)
-        if value is None:
-            continue
-        if isinstance(value, SecretStr):
-            value = value.get_secret_value()
-        elif isinstance(value, bool):
-            value = "true" if value else "false"
-        env[_env_name(field)] = str(value)
-    return env
 
 
 async def cli(settings: Settings, *args: str) -> Result:

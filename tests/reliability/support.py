@@ -21,10 +21,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx2
-from pydantic import SecretStr
 from sqlalchemy import func, select
 
-from castbridge.config import Settings, _env_name
+from castbridge.config import Settings, settings_env
 from castbridge.resources import open_store
 from castbridge.sandbox.cast import DEFAULT_API_KEY, CastSandboxConfig, SandboxAccount
 from castbridge.sandbox.ghl import GHLSandbox, GHLSandboxConfig
@@ -245,21 +244,6 @@ def stuck(states: dict[str, int]) -> dict[str, int]:
 
 
 # --- castbridge as a process ------------------------------------------------------------------
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The environment variables (documented names) that reproduce `settings`."""
-    env: dict[str, str] = {}
-    for name in Settings.model_fields:
-        value = getattr(settings, name)
-        if value is None:
-            continue
-        if isinstance(value, SecretStr):
-            value = value.get_secret_value()
-        elif isinstance(value, bool):
-            value = "true" if value else "false"
-        env[_env_name(name)] = str(value)
-    return env
 
 
 class Castbridge:
