@@ -263,34 +263,54 @@ class Bridge:
                 http_status=exc.http_status,
             )
             return
-        delay = max(
-            backoff(
-                job.attempts,
-                base=self.settings.retry_base_seconds,
-                cap=self.settings.retry_cap_seconds,
-            ),
-            exc.retry_after or 0.0,
+        await self._retry_later(
+            job,
+            message,
+            kind="send",
+            delay=self._backoff(job.attempts, exc.retry_after),
+            error=str(exc),
+            payload={**job.payload, MAYBE_SENT: True} if maybe_sent else None,
+            http_status=exc.http_status,
+            code=exc.code,
+            detail=exc.message,
+            duration_ms=elapsed,
         )
+
+    def _backoff(self, attempts: int, retry_after: float | None, cap: float | None = None) -> float:
+        """The configured jittered backoff, never shorter than the upstream's Retry-After."""
+        limit = self.settings.retry_cap_seconds if cap is None else cap
+        jittered = backoff(attempts, base=self.settings.retry_base_seconds, cap=limit)
+        return max(jittered, retry_after or 0.0)
+
+    async def _retry_later(
+        self,
+        job: ClaimedJob,
+        message: Message,
+        *,
+        kind: str,
+        delay: float,
+        error: str,
+        payload: dict[str, Any] | None = None,
+        **attempt: Any,
+    ) -> None:
+        """Put the job back `delay` seconds from now and record the try on the timeline."""
         async with self.sessions.begin() as session:
             if not await repo.reschedule_job(
                 session,
                 job,
                 self.worker_id,
                 run_at=self.clock() + timedelta(seconds=delay),
-                error=str(exc),
-                payload={**job.payload, MAYBE_SENT: True} if maybe_sent else None,
+                error=error,
+                payload=payload,
             ):
                 return
             await repo.record_attempt(
                 session,
                 message_id=message.id,
                 job_id=job.id,
-                kind="send",
+                kind=kind,
                 outcome="retry",
-                http_status=exc.http_status,
-                code=exc.code,
-                detail=exc.message,
-                duration_ms=elapsed,
+                **attempt,
             )
 
     async def _give_up_send(
@@ -549,34 +569,22 @@ class Bridge:
             if isinstance(exc, ghl_errors.NotDownstreamedError):
                 delay = report_backoff(job.attempts)
             else:
-                delay = max(
-                    backoff(
-                        job.attempts,
-                        base=self.settings.retry_base_seconds,
-                        cap=min(120.0, self.settings.retry_cap_seconds),
-                    ),
-                    getattr(exc, "retry_after", 0) or 0,
+                delay = self._backoff(
+                    job.attempts,
+                    getattr(exc, "retry_after", None),
+                    cap=min(120.0, self.settings.retry_cap_seconds),
                 )
-            async with self.sessions.begin() as session:
-                if not await repo.reschedule_job(
-                    session,
-                    job,
-                    self.worker_id,
-                    run_at=self.clock() + timedelta(seconds=delay),
-                    error=str(exc),
-                ):
-                    return
-                await repo.record_attempt(
-                    session,
-                    message_id=message.id,
-                    job_id=job.id,
-                    kind="report",
-                    outcome="retry",
-                    http_status=status_code,
-                    code=type(exc).__name__,
-                    detail=str(exc),
-                    duration_ms=elapsed,
-                )
+            await self._retry_later(
+                job,
+                message,
+                kind="report",
+                delay=delay,
+                error=str(exc),
+                http_status=status_code,
+                code=type(exc).__name__,
+                detail=str(exc),
+                duration_ms=elapsed,
+            )
             return
         log.warning(
             "report_dead",
