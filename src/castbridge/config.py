@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-Channel = Literal["sms", "otp", "sim"]
 
 # What an SMS provider needs (ghl.md §7), agency scopes included so bulk installs can mint
 # location tokens.
@@ -56,7 +54,9 @@ class Settings(BaseSettings):
     sqlite_synchronous: Literal["FULL", "NORMAL"] = Field(
         "FULL", validation_alias=_env("CASTBRIDGE_SQLITE_SYNCHRONOUS")
     )
-    default_region: str = Field("PH", validation_alias=_env("CASTBRIDGE_DEFAULT_REGION"))
+    # How to read a number written without a country code when neither the location nor its
+    # gateway account says; unset: the account's gateway country (PH, AO, AU, UG).
+    default_region: str | None = Field(None, validation_alias=_env("CASTBRIDGE_DEFAULT_REGION"))
     max_body_bytes: int = Field(
         256 * 1024, ge=1024, validation_alias=_env("CASTBRIDGE_MAX_BODY_BYTES")
     )
@@ -112,18 +112,6 @@ class Settings(BaseSettings):
         5.0, ge=0, validation_alias=_env("CASTBRIDGE_REPORT_INITIAL_DELAY_SECONDS")
     )
 
-    # --- Cast.ph -----------------------------------------------------------------------
-    cast_api_url: str = Field("https://api.cast.ph", validation_alias=_env("CAST_API_URL"))
-    cast_api_key: SecretStr | None = Field(None, validation_alias=_env("CAST_API_KEY"))
-    cast_sender_id: str | None = Field(None, validation_alias=_env("CAST_SENDER_ID"))
-    cast_rate_limit: float = Field(10.0, gt=0, validation_alias=_env("CAST_RATE_LIMIT"))
-    cast_ip_rate_limit: float = Field(25.0, gt=0, validation_alias=_env("CAST_IP_RATE_LIMIT"))
-    cast_channel: Channel = Field("sms", validation_alias=_env("CAST_CHANNEL"))
-    # Rev A of Cast's docs caps a message at 450 characters, Rev B at 10,000 (gateways.md §1.10);
-    # the safe default is the lower one until the account is confirmed on Rev B.
-    cast_max_chars: int = Field(450, ge=1, le=10_000, validation_alias=_env("CAST_MAX_CHARS"))
-    cast_timeout_seconds: float = Field(15.0, gt=0, validation_alias=_env("CAST_TIMEOUT_SECONDS"))
-
     # --- HighLevel ---------------------------------------------------------------------
     ghl_client_id: str | None = Field(None, validation_alias=_env("GHL_CLIENT_ID"))
     ghl_client_secret: SecretStr | None = Field(None, validation_alias=_env("GHL_CLIENT_SECRET"))
@@ -140,24 +128,84 @@ class Settings(BaseSettings):
     ghl_scopes: str = Field(DEFAULT_GHL_SCOPES, validation_alias=_env("GHL_SCOPES"))
     ghl_webhook_keys: str | None = Field(None, validation_alias=_env("GHL_WEBHOOK_KEYS"))
     ghl_require_signature: bool = Field(True, validation_alias=_env("GHL_REQUIRE_SIGNATURE"))
-    # X-WH-Signature (RSA) was deprecated on 2026-09-01 (ghl.md §3); still accepted on the
-    # app-events URL only, because INSTALL/UNINSTALL from older HighLevel clusters may carry it.
-    ghl_accept_legacy_rsa: bool = Field(True, validation_alias=_env("GHL_ACCEPT_LEGACY_RSA"))
+    # X-WH-Signature (RSA) was deprecated on 2026-09-01 and that date has passed (ghl.md §3):
+    # off by default; when turned on it is accepted on the app-events URL only.
+    ghl_accept_legacy_rsa: bool = Field(False, validation_alias=_env("GHL_ACCEPT_LEGACY_RSA"))
     ghl_rate_limit: float = Field(8.0, gt=0, le=10.0, validation_alias=_env("GHL_RATE_LIMIT"))
     ghl_timeout_seconds: float = Field(15.0, gt=0, validation_alias=_env("GHL_TIMEOUT_SECONDS"))
     oauth_state_ttl_seconds: float = Field(
         600.0, gt=0, validation_alias=_env("CASTBRIDGE_OAUTH_STATE_TTL_SECONDS")
     )
-    webhook_max_age_seconds: float = Field(
-        300.0, gt=0, validation_alias=_env("CASTBRIDGE_WEBHOOK_MAX_AGE_SECONDS")
+    # HighLevel retries re-send the same signed bytes ~10 min apart, for over an hour (ghl.md
+    # §4), so a post is never refused for its age. Set, a Delivery-URL post older than this is
+    # still stored and answered 200, and reported failed ("arrived N h late"); at least 2 h.
+    webhook_max_age_seconds: float | None = Field(
+        None, ge=7200, validation_alias=_env("CASTBRIDGE_WEBHOOK_MAX_AGE_SECONDS")
+    )
+    # Requests per minute per client IP on /oauth/install and /oauth/callback.
+    oauth_rate_limit_per_minute: int = Field(
+        30, ge=1, validation_alias=_env("CASTBRIDGE_OAUTH_RATE_LIMIT_PER_MINUTE")
+    )
+    # Refuse OAuth callbacks without our `state`. Off by default: installs started from the
+    # HighLevel Marketplace come back without one (ghl.md §6.1).
+    oauth_require_state: bool = Field(False, validation_alias=_env("CASTBRIDGE_OAUTH_REQUIRE_STATE"))
+
+    # --- gateway accounts ------------------------------------------------------------------
+    # Which gateway's operator default account (its <NAME>_API_KEY ...) serves locations
+    # without an account of their own.
+    default_gateway: str = Field("cast", validation_alias=_env("CASTBRIDGE_DEFAULT_GATEWAY"))
+    # Who may send on the operator's default account: "*" (every installed location), a
+    # comma-separated list of location and company ids, or empty (nobody).
+    default_account_locations: str = Field(
+        "*", validation_alias=_env("CASTBRIDGE_DEFAULT_ACCOUNT_LOCATIONS")
+    )
+    # A paused account's held messages are reported failed after this long.
+    account_hold_grace_seconds: float = Field(
+        1800.0, gt=0, validation_alias=_env("CASTBRIDGE_ACCOUNT_HOLD_GRACE_SECONDS")
+    )
+    # First probe of a paused account after this long; the gap doubles up to 15 minutes.
+    account_probe_seconds: float = Field(
+        60.0, gt=0, validation_alias=_env("CASTBRIDGE_ACCOUNT_PROBE_SECONDS")
+    )
+    # A delivery for a location whose install has not finished is held this long, then failed.
+    install_wait_seconds: float = Field(
+        600.0, gt=0, validation_alias=_env("CASTBRIDGE_INSTALL_WAIT_SECONDS")
+    )
+    # Which egress IP this process sends from, for gateways that limit per IP: processes
+    # sharing an IP share the bucket (set it per host when hosts have their own IPs).
+    egress_id: str = Field("default", validation_alias=_env("CASTBRIDGE_EGRESS_ID"))
+    # Where rate-limit buckets live: "auto" (the database on PostgreSQL, this process on
+    # SQLite), "database" or "process".
+    shared_limits: Literal["auto", "database", "process"] = Field(
+        "auto", validation_alias=_env("CASTBRIDGE_SHARED_LIMITS")
+    )
+    # How long a webhook may wait for the database before it is answered 429 + Retry-After.
+    store_timeout_seconds: float = Field(
+        1.5, gt=0, le=10, validation_alias=_env("CASTBRIDGE_STORE_TIMEOUT_SECONDS")
+    )
+    # Bearer token protecting /metrics, /readyz details and /docs; unset: they are open.
+    admin_token: SecretStr | None = Field(None, validation_alias=_env("CASTBRIDGE_ADMIN_TOKEN"))
+    # Which env file gateway defaults are read from as well (the settings' own, `.env`).
+    env_file: str | None = Field(".env", validation_alias=_env("CASTBRIDGE_ENV_FILE"))
+    # Per-gateway default overrides by gateway and field (embedders and tests), e.g.
+    # {"cast": {"api_url": "http://127.0.0.1:8001"}}; the environment has `CAST_API_URL`.
+    gateway_settings: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, validation_alias="gateway_settings"
     )
 
     @field_validator("default_region")
     @classmethod
-    def _region_upper(cls, value: str) -> str:
+    def _region_upper(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         if len(value) != 2 or not value.isalpha():
             raise ValueError("must be a two-letter region code such as PH")
         return value.upper()
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        return None if value is None else async_database_url(value)
 
     @field_validator("status_poll_schedule")
     @classmethod
@@ -170,7 +218,7 @@ class Settings(BaseSettings):
             raise ValueError("must list at least one positive number of seconds")
         return value
 
-    @field_validator("public_url", "cast_api_url", "ghl_api_url", "ghl_marketplace_url")
+    @field_validator("public_url", "ghl_api_url", "ghl_marketplace_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is None:
@@ -192,6 +240,18 @@ class Settings(BaseSettings):
         return f"sqlite+aiosqlite:///{(self.data_dir / 'castbridge.db').as_posix()}"
 
     @property
+    def is_sqlite(self) -> bool:
+        return self.effective_database_url.startswith("sqlite")
+
+    def default_account_allowed(self, location_id: str, company_id: str | None) -> bool:
+        """CASTBRIDGE_DEFAULT_ACCOUNT_LOCATIONS: may this location use the default account?"""
+        allowed = {part.strip() for part in self.default_account_locations.split(",")}
+        allowed.discard("")
+        if "*" in allowed:
+            return True
+        return location_id in allowed or (company_id is not None and company_id in allowed)
+
+    @property
     def poll_gaps(self) -> list[float]:
         return [float(part) for part in self.status_poll_schedule.split(",") if part.strip()]
 
@@ -204,6 +264,24 @@ class Settings(BaseSettings):
             "CASTBRIDGE_PUBLIC_URL": self.public_url,
         }
         return [name for name, value in required.items() if value is None]
+
+
+def async_database_url(url: str) -> str:
+    """The URL forms people paste, mapped to castbridge's async drivers; anything else raises
+    ValueError with one sentence (shown as `CASTBRIDGE_DATABASE_URL: ...`)."""
+    url = url.strip()
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ValueError("must be a URL such as sqlite:///path/castbridge.db or postgresql://…")
+    scheme = scheme.lower()
+    if scheme in {"sqlite", "sqlite+aiosqlite"}:
+        return f"sqlite+aiosqlite://{rest}"
+    if scheme in {"postgres", "postgresql", "postgresql+asyncpg", "postgresql+psycopg"}:
+        return f"postgresql+asyncpg://{rest}"
+    raise ValueError(
+        f"{scheme}:// is not supported; use sqlite:///path/castbridge.db or "
+        "postgresql://user:password@host/dbname"
+    )
 
 
 def load_settings(**overrides: object) -> Settings:
@@ -241,6 +319,16 @@ def settings_env(settings: Settings, *, only_set: bool = False) -> dict[str, str
     for name in names:
         value = getattr(settings, name)
         if value is None:
+            continue
+        if name == "gateway_settings":
+            # The gateways' own settings read `<NAME>_<FIELD>` (gateways/spec.py).
+            for gateway, fields in value.items():
+                for field, item in fields.items():
+                    if item is None:
+                        continue
+                    if isinstance(item, SecretStr):
+                        item = item.get_secret_value()
+                    env[f"{gateway.upper()}_{field.upper()}"] = str(item)
             continue
         if isinstance(value, SecretStr):
             value = value.get_secret_value()

@@ -14,8 +14,15 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from castbridge.gateways.cast import CastClient, CastGateway, RetryPolicy
-from castbridge.ratelimit import TokenBucket
+from castbridge.gateways.cast import (
+    CastClient,
+    CastGateway,
+    CastPacing,
+    RetryPolicy,
+    ip_limit,
+    send_limit,
+)
+from castbridge.limits import BlockingPacer, LocalPacer, Pacer
 from castbridge.sandbox.cast import (
     DEFAULT_API_KEY,
     DEFAULT_SENDER_ID,
@@ -38,6 +45,18 @@ FAST_RETRY = RetryPolicy(
 )
 NO_RETRY = RetryPolicy.none()
 SIM_SENDER = "CASTSIM"
+
+
+def paced(rate: float, *, pacer: Pacer | None = None) -> CastPacing:
+    """Cast's per-account pacing at `rate` messages/s, waiting like the CLI (the IP limit is
+    out of the way)."""
+    return CastPacing(
+        pacer=pacer or BlockingPacer(LocalPacer()),
+        account_bucket="acct:test",
+        send_limit=send_limit(rate),
+        ip_bucket="ip:test",
+        ip_limit=ip_limit(10_000.0),
+    )
 
 
 def make_config(**overrides: Any) -> CastSandboxConfig:
@@ -89,16 +108,11 @@ class CastEnv:
         api_key: str = DEFAULT_API_KEY,
         *,
         retry: RetryPolicy = FAST_RETRY,
-        send_limiter: TokenBucket | None = None,
+        pacing: CastPacing | None = None,
         http: httpx2.AsyncClient | None = None,
     ) -> CastClient:
         return CastClient(
-            http or self.http,
-            api_key=api_key,
-            base_url=self.url,
-            send_limiter=send_limiter,
-            request_limiter=None,
-            retry=retry,
+            http or self.http, api_key=api_key, base_url=self.url, pacing=pacing, retry=retry
         )
 
     def gateway(self, api_key: str = DEFAULT_API_KEY, **kwargs: Any) -> CastGateway:

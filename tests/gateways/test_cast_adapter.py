@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import pytest_asyncio
 
 from castbridge.gateways.base import (
     Balance,
+    CredentialsError,
     Gateway,
     NotFoundError,
     SenderId,
@@ -43,7 +45,7 @@ def env(server: SharedServer) -> CastEnv:
 
 
 def _request(key: str, to: str = PH, text: str = "Hello", **kwargs: str) -> SendRequest:
-    return SendRequest(to_e164=to, text=text, idempotency_key=key, **kwargs)
+    return SendRequest(to_e164=to, text=text, reference=key, **kwargs)
 
 
 async def test_gateway_declares_cast_capabilities(env: CastEnv) -> None:
@@ -57,8 +59,9 @@ async def test_gateway_declares_cast_capabilities(env: CastEnv) -> None:
         "national",
         ("sms", "otp", "sim"),
     )
-    assert (caps.idempotency_keys, caps.status_poll) == (True, True)
+    assert (caps.idempotency_keys, caps.status_poll, caps.delivery_reports) == (True, True, True)
     assert (caps.dlr_push, caps.inbound_push, caps.inbound_poll) == (False, False, False)
+    assert (caps.two_way, caps.webhook_setup, caps.sender_ids_api) == ("no", "none", True)
     assert gateway.max_chars() == 450
 
 
@@ -106,6 +109,8 @@ async def test_retried_send_is_reported_as_replayed(env: CastEnv) -> None:
         (_request("f-1", to="+61412345678"), "INVALID_NUMBER"),
         (_request("f-2", text="x" * 451), "MESSAGE_TOO_LONG"),
         (_request("f-3", text=""), "EMPTY_MESSAGE"),
+        (_request("f-4", text="\N{GRINNING FACE}" * 226), "MESSAGE_TOO_LONG"),
+        (_request("f-5", channel="viber"), "UNSUPPORTED_CHANNEL"),
     ],
 )
 async def test_refusals_happen_before_any_request(
@@ -126,10 +131,58 @@ async def test_max_chars_comes_from_the_constructor(env: CastEnv) -> None:
     assert result.parts == 4
 
 
-async def test_unknown_channel_is_unsupported(env: CastEnv) -> None:
-    """Only sms, otp and sim exist on Cast for us."""
+async def test_refusals_are_sentences_for_the_user(env: CastEnv) -> None:
+    """`validate` (run at intake, before any call) explains the refusal in words."""
+    with pytest.raises(ValidationFailedError) as caught:
+        env.gateway().validate(PH, "x" * 451, "sms")
+    assert caught.value.message == (
+        "Message is too long for Cast.ph: 451 characters, at most 450 allowed. "
+        "Shorten it and send again."
+    )
+    with pytest.raises(ValidationFailedError) as caught:
+        env.gateway().validate("+61412345678", "hi", "sms")
+    assert "only sends to PH" in caught.value.message
+
+
+async def test_international_sends_when_the_account_allows_them(env: CastEnv) -> None:
+    """allow_international sends a foreign number in E.164 (Rev B accepts it)."""
+    gateway = CastGateway(env.client(), sender_id=DEFAULT_SENDER_ID, allow_international=True)
+    gateway.validate("+61412345678", "hi", "sms")
+    assert gateway.format_number("+61412345678") == "+61412345678"
+
+
+async def test_find_sent_finds_the_send_in_the_logs(env: CastEnv) -> None:
+    """Reconciliation after an ambiguous answer: the logs show the send by number and text."""
+    gateway = env.gateway()
+    sent = await gateway.send(_request("r-1", text="find me"))
+    now = datetime.now(UTC)
+    found = await gateway.find_sent(
+        _request("r-1", text="find me"), since=now - timedelta(minutes=1), until=now
+    )
+    assert found.found is not None
+    assert found.found.gateway_message_id == sent.gateway_message_id
+    missing = await gateway.find_sent(
+        _request("r-2", text="never sent"), since=now - timedelta(minutes=1), until=now
+    )
+    assert (missing.found, missing.conclusive) == (None, True)
+
+
+async def test_verify_credentials_reads_the_profile(env: CastEnv) -> None:
+    """A key is checked with /account/profile; a bad key is a CredentialsError."""
+    check = await env.gateway().verify_credentials()
+    assert check.account_name == "Sandbox Account"
+    with pytest.raises(CredentialsError):
+        await env.gateway("cast_" + "0" * 64).verify_credentials()
+
+
+async def test_webhooks_and_inbound_are_unsupported(env: CastEnv) -> None:
+    """Cast pushes nothing and has no inbound SMS; castbridge registers nothing."""
+    gateway = env.gateway()
     with pytest.raises(UnsupportedError):
-        await env.gateway().send(_request("v-1", channel="viber"))
+        gateway.parse_webhook(b"{}", "application/json")
+    with pytest.raises(UnsupportedError):
+        await gateway.poll_inbound(None, max_pages=1)
+    assert await gateway.register_webhooks("https://example.invalid/x") == []
 
 
 async def test_delivered_message_maps_to_delivered(env: CastEnv) -> None:
@@ -140,10 +193,10 @@ async def test_delivered_message_maps_to_delivered(env: CastEnv) -> None:
     assert (first.state, first.raw_status, first.terminal) == ("pending", "sent", False)
     env.sandbox.advance(3)
     middle = await gateway.status(sent.gateway_message_id)
-    assert (middle.state, middle.raw_status, middle.dlr_status) == ("pending", "pending", "ACCEPTD")
+    assert (middle.state, middle.raw_status, middle.error_code) == ("pending", "pending", "ACCEPTD")
     env.sandbox.advance(3)
     done = await gateway.status(sent.gateway_message_id)
-    assert (done.state, done.terminal, done.dlr_status) == ("delivered", True, "DELIVRD")
+    assert (done.state, done.terminal, done.error_code) == ("delivered", True, "DELIVRD")
     assert done.delivered_at is not None
 
 
@@ -154,7 +207,7 @@ async def test_undelivered_message_maps_to_failed_with_dlr_status(env: CastEnv) 
     env.sandbox.advance(10)
     status = await gateway.status(sent.gateway_message_id)
     assert (status.state, status.terminal, status.raw_status) == ("failed", True, "undelivered")
-    assert status.dlr_status == "UNDELIV"
+    assert status.error_code == "UNDELIV"
 
 
 async def test_failed_submission_maps_to_failed_with_message(env: CastEnv) -> None:
@@ -191,7 +244,7 @@ async def test_sandbox_key_sends_are_flagged_and_not_pollable(env: CastEnv) -> N
 async def test_balance_and_sender_ids(env: CastEnv) -> None:
     """Account reads come back as the neutral Balance and SenderId types."""
     gateway = env.gateway()
-    assert await gateway.balance() == Balance(credits=1000.0, currency="PHP")
+    assert await gateway.balance() == Balance(1000.0, "credits", "credits")
     assert await gateway.sender_ids() == [
         SenderId(DEFAULT_SENDER_ID, "Default", "sms"),
         SenderId(SIM_SENDER, "SIM", "sim"),

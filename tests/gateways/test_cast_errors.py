@@ -97,28 +97,29 @@ class Case:
     call: Call = field(default_factory=_send)
     api_key: str = DEFAULT_API_KEY
     retryable: bool = False
-    credentials: bool = False
+    pauses: bool = False  # the account is refused: credentials or credits (gateways.md §6)
 
 
 SANDBOX_CASES = [
     Case("VALIDATION_ERROR", 400, ValidationFailedError, call=_send("12345")),
-    Case("INVALID_API_KEY", 401, CredentialsError, api_key=UNKNOWN_KEY, credentials=True),
-    Case("INSUFFICIENT_CREDITS", 402, InsufficientCreditsError, _account(credits=0)),
+    Case("INVALID_API_KEY", 401, CredentialsError, api_key=UNKNOWN_KEY, pauses=True),
+    Case("INSUFFICIENT_CREDITS", 402, InsufficientCreditsError, _account(credits=0), pauses=True),
     Case(
         "CREDIT_LIMIT_REACHED",
         402,
         InsufficientCreditsError,
         _account(billing_type="postpaid", credits=0, credit_limit=0),
+        pauses=True,
     ),
-    Case("API_KEY_REVOKED", 403, CredentialsError, _account(revoked=True), credentials=True),
-    Case("API_KEY_EXPIRED", 403, CredentialsError, _account(expired=True), credentials=True),
-    Case("USER_INACTIVE", 403, CredentialsError, _account(is_active=False), credentials=True),
+    Case("API_KEY_REVOKED", 403, CredentialsError, _account(revoked=True), pauses=True),
+    Case("API_KEY_EXPIRED", 403, CredentialsError, _account(expired=True), pauses=True),
+    Case("USER_INACTIVE", 403, CredentialsError, _account(is_active=False), pauses=True),
     Case(
         "IP_NOT_WHITELISTED",
         403,
         CredentialsError,
         _account(ip_whitelist=["10.0.0.0/8"]),
-        credentials=True,
+        pauses=True,
     ),
     Case(
         "CHANNEL_NOT_ALLOWED",
@@ -162,7 +163,7 @@ def _check(error: CastError, case: Case) -> None:
     assert isinstance(error, case.kind)
     assert (error.code, error.http_status) == (case.code, case.status)
     assert error.retryable is case.retryable
-    assert error.credentials_problem is case.credentials
+    assert error.pauses_account is case.pauses
     assert error.gateway == "cast"
     assert error.message
     assert not error.message.startswith("Cast answered")

@@ -14,15 +14,15 @@ from castbridge.gateways.cast import (
     CastRateLimitedError,
     CastUnavailableError,
     RetryPolicy,
-    send_limiter,
 )
-from castbridge.ratelimit import TokenBucket
+from castbridge.limits import LocalPacer, Throttled
 from castbridge.sandbox.cast import DEFAULT_API_KEY
 from tests.gateways.cast_support import (
     FAST_RETRY,
     NO_RETRY,
     SharedServer,
     make_config,
+    paced,
     shared_server,
 )
 
@@ -40,7 +40,7 @@ async def test_429_waits_retry_after_and_holds_back_concurrent_sends(server: Sha
     paused send limiter holds another send on the account back for that second too."""
     env = server.sandbox(make_config(retry_after_seconds=1))
     env.sandbox.faults.fail_next = [429]
-    client = env.client(send_limiter=TokenBucket(100.0, burst=100.0))
+    client = env.client(pacing=paced(100.0))
     started = time.monotonic()
     first = asyncio.create_task(client.send_sms("09171234567", "a", idempotency_key="ra-1"))
     for _ in range(500):  # wait (at most 5 s) for the first send's 429
@@ -166,7 +166,7 @@ async def test_send_limiter_keeps_under_the_account_rate(server: SharedServer) -
     config = make_config()
     config.accounts[0].rate_limit = 10.0
     env = server.sandbox(config)
-    client = env.client(send_limiter=send_limiter(10.0), retry=NO_RETRY)
+    client = env.client(pacing=paced(10.0), retry=NO_RETRY)
     started = time.monotonic()
     results = await asyncio.gather(
         *(client.send_sms("09171234567", "hi", idempotency_key=f"rl-{i}") for i in range(25))
@@ -196,7 +196,7 @@ async def test_bulk_counts_every_recipient_against_the_rate(server: SharedServer
     config = make_config()
     config.accounts[0].rate_limit = 100.0
     env = server.sandbox(config)
-    client = env.client(send_limiter=send_limiter(100.0), retry=NO_RETRY)
+    client = env.client(pacing=paced(100.0), retry=NO_RETRY)
     started = time.monotonic()
     bulk = await client.bulk_sms(["09171234567"] * 80, "hi", idempotency_key="bulk-rl")
     single = await client.send_sms("09171234567", "hi", idempotency_key="after-bulk")
@@ -204,3 +204,17 @@ async def test_bulk_counts_every_recipient_against_the_rate(server: SharedServer
     assert single.success
     assert env.sandbox.stats.rate_limited == 0
     assert time.monotonic() - started >= 0.3  # (80 - burst 50) / 100 msg/s
+
+
+async def test_an_empty_bucket_refuses_before_anything_is_sent(server: SharedServer) -> None:
+    """With a non-waiting pacer (the worker's), a spent account budget raises Throttled and no
+    request reaches Cast: the job is rescheduled instead of holding a worker slot."""
+    env = server.sandbox(make_config())
+    client = env.client(pacing=paced(1.0, pacer=LocalPacer()), retry=NO_RETRY)
+    await client.send_sms("09171234567", "hi", idempotency_key="th-1")
+    requests = env.sandbox.stats.requests
+    with pytest.raises(Throttled) as caught:
+        await client.send_sms("09171234567", "hi", idempotency_key="th-2")
+    assert 0.5 < caught.value.wait <= 1.0
+    assert env.sandbox.stats.requests == requests
+    assert env.sandbox.billed("th-2") == 0

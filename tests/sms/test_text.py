@@ -141,11 +141,13 @@ def test_check_length_rejects_over_the_limit() -> None:
     assert isinstance(info.value, ValueError)
 
 
-def test_check_length_counts_code_points_not_units() -> None:
-    """An emoji is one character for the limit even though it is two UCS-2 units."""
-    check_length(EMOJI * 450, 450)
-    with pytest.raises(MessageTooLong):
-        check_length(EMOJI * 451, 450)
+def test_check_length_counts_utf16_units() -> None:
+    """An emoji counts two for the limit (gateways.md §1.10, corrected): counting code points let
+    an emoji-heavy text through that a gateway counting UTF-16 then refused."""
+    check_length(EMOJI * 225, 450)
+    with pytest.raises(MessageTooLong) as info:
+        check_length(EMOJI * 226, 450)
+    assert info.value.length == 452
 
 
 def test_message_too_long_groups_thousands() -> None:

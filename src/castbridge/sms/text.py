@@ -94,12 +94,15 @@ class MessageTooLong(ValueError):
         )
 
 
-def check_length(text: str, max_chars: int) -> None:
-    """Raise `MessageTooLong` when `text` has more than `max_chars` characters.
+def utf16_length(text: str) -> int:
+    """Length in UTF-16 code units: an emoji (outside the BMP) counts 2, never fewer than the
+    code points, so a text that passes our check is not refused by a gateway that counts
+    UTF-16 (gateways.md §1.10: neither Cast revision says what a "character" is)."""
+    return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
 
-    Characters are Python code points (`len(text)`), which is how Cast counts its 450 and
-    10,000 character limits; an emoji is one character here but two UCS-2 units in `segments`.
-    """
-    length = len(text)
+
+def check_length(text: str, max_chars: int) -> None:
+    """Raise `MessageTooLong` when `text` is longer than `max_chars` UTF-16 code units."""
+    length = utf16_length(text)
     if length > max_chars:
         raise MessageTooLong(length, max_chars)

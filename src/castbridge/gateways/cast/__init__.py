@@ -2,11 +2,11 @@
 
 from castbridge.gateways.cast.adapter import (
     CAST_CAPABILITIES,
-    DEFAULT_MAX_CHARS,
+    SPEC,
     CastGateway,
     to_delivery_status,
 )
-from castbridge.gateways.cast.client import DEFAULT_BASE_URL, CastClient
+from castbridge.gateways.cast.client import DEFAULT_BASE_URL, CastClient, CastPacing
 from castbridge.gateways.cast.errors import (
     KNOWN_ERROR_CODES,
     CastAlreadyUnsubscribedError,
@@ -35,26 +35,35 @@ from castbridge.gateways.cast.models import (
     SendResponse,
     StatusResponse,
 )
-from castbridge.gateways.cast.retry import RetryPolicy, request_limiter, send_limiter
+from castbridge.gateways.cast.retry import RetryPolicy, ip_limit, send_limit
+from castbridge.gateways.cast.settings import (
+    DEFAULT_MAX_CHARS,
+    CastAccountSettings,
+    CastDefaults,
+)
 
 __all__ = [
     "CAST_CAPABILITIES",
+    "SPEC",
     "DEFAULT_BASE_URL",
     "DEFAULT_MAX_CHARS",
     "KNOWN_ERROR_CODES",
     "BalanceResponse",
     "BulkRecipientResult",
     "BulkResponse",
+    "CastAccountSettings",
     "CastAlreadyUnsubscribedError",
     "CastBadResponseError",
     "CastChannelNotAllowedError",
     "CastClient",
     "CastCredentialsError",
+    "CastDefaults",
     "CastError",
     "CastGateway",
     "CastInsufficientCreditsError",
     "CastInvalidRequestError",
     "CastNotFoundError",
+    "CastPacing",
     "CastPermanentError",
     "CastRateLimitedError",
     "CastSenderIdError",
@@ -66,9 +75,9 @@ __all__ = [
     "SenderIdEntry",
     "SenderIdsResponse",
     "StatusResponse",
+    "ip_limit",
     "parse_retry_after",
-    "request_limiter",
-    "send_limiter",
+    "send_limit",
     "to_delivery_status",
     "translate_error",
 ]

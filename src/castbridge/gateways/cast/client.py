@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -27,6 +28,7 @@ from castbridge.gateways.cast.models import (
     BulkBody,
     BulkChannel,
     BulkResponse,
+    LogsResponse,
     ProfileResponse,
     SendBody,
     SendChannel,
@@ -36,14 +38,13 @@ from castbridge.gateways.cast.models import (
     StatusResponse,
     UnsubscribeTokenResponse,
 )
-from castbridge.gateways.cast.retry import RetryPolicy, request_limiter, send_limiter
+from castbridge.gateways.cast.retry import RetryPolicy
+from castbridge.limits import Limit, Pacer
 from castbridge.logging import get_logger, mask_phone
-from castbridge.ratelimit import TokenBucket
 
 DEFAULT_BASE_URL = "https://api.cast.ph"
 
-# RetryPolicy and the limiter factories live in retry.py; re-exported for importers of client.
-__all__ = ["DEFAULT_BASE_URL", "CastClient", "RetryPolicy", "request_limiter", "send_limiter"]
+__all__ = ["DEFAULT_BASE_URL", "CastClient", "CastPacing", "RetryPolicy"]
 
 log = get_logger("castbridge.gateways.cast")
 M = TypeVar("M", bound=BaseModel)
@@ -61,11 +62,24 @@ def _check_idempotency_key(key: str) -> None:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class CastPacing:
+    """Cast's two limits (gateways.md §1.9) as buckets of a `Pacer`: messages per second for
+    this API key (`account_bucket`, taken N times for a bulk of N), and requests per second
+    for our egress IP (`ip_bucket`, taken by every request). A `Throttled` from the pacer
+    propagates before the request leaves."""
+
+    pacer: Pacer
+    account_bucket: str
+    send_limit: Limit
+    ip_bucket: str
+    ip_limit: Limit
+
+
 class CastClient:
     """One Cast account (one API key) over a shared `httpx2.AsyncClient`.
 
-    `send_limiter` (messages/s for this key) is taken before every send, N tokens for a bulk of
-    N; `request_limiter` (per egress IP) before every request. Both may be None (no pacing).
+    With `pacing`, every request is paced through its buckets (none: no pacing, for tests).
     Every method raises a `CastError` (see `castbridge.gateways.cast.errors`) on failure.
     """
 
@@ -75,8 +89,7 @@ class CastClient:
         *,
         api_key: str,
         base_url: str = DEFAULT_BASE_URL,
-        send_limiter: TokenBucket | None = None,
-        request_limiter: TokenBucket | None = None,
+        pacing: CastPacing | None = None,
         retry: RetryPolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -85,8 +98,7 @@ class CastClient:
         self._http = http
         self._api_key = api_key
         self._base_url = base_url.rstrip("/")
-        self._send_limiter = send_limiter
-        self._request_limiter = request_limiter
+        self._pacing = pacing
         self.retry = retry if retry is not None else RetryPolicy()
         self._clock = clock
 
@@ -225,6 +237,25 @@ class CastClient:
         path = f"/api/v1/{channel}/status/{quote(message_id, safe='')}"
         return await self._request("GET", path, StatusResponse)
 
+    async def logs(
+        self,
+        *,
+        search: str | None = None,
+        start: date | None = None,
+        end: date | None = None,
+        limit: int = 500,
+        offset: int = 0,
+    ) -> LogsResponse:
+        """Sent-message history, newest first (`/sms/logs`; at most 500 a page)."""
+        params: dict[str, str] = {"limit": str(limit), "offset": str(offset)}
+        if search:
+            params["search"] = search
+        if start:
+            params["from"] = start.isoformat()
+        if end:
+            params["to"] = end.isoformat()
+        return await self._request("GET", "/api/v1/sms/logs", LogsResponse, params=params)
+
     async def balance(self) -> BalanceResponse:
         return await self._request("GET", "/api/v1/account/balance", BalanceResponse)
 
@@ -255,6 +286,7 @@ class CastClient:
         json_body: dict[str, Any] | None = None,
         idempotency_key: str | None = None,
         messages: int = 0,
+        params: dict[str, str] | None = None,
     ) -> M:
         """One logical call, retried per `self.retry` (see the comment on RetryPolicy)."""
         policy = self.retry
@@ -265,7 +297,7 @@ class CastClient:
             """stamina's backoff hook: False to give up, else the exact seconds to wait."""
             nonlocal retries
             if not isinstance(exc, CastError) or not exc.retryable:
-                return False
+                return False  # a Throttled from the pacer is never retried in here either
             if isinstance(exc, CastRateLimitedError):
                 wait = exc.retry_after
                 if wait is None:
@@ -290,22 +322,21 @@ class CastClient:
             on=should_retry, attempts=policy.attempts, timeout=None
         ):
             with attempt:
-                return await self._once(method, path, model, json_body, idempotency_key, messages)
+                return await self._once(
+                    method, path, model, json_body, idempotency_key, messages, params
+                )
         raise AssertionError("unreachable: stamina re-raises the last error")  # pragma: no cover
 
-    async def _take_send_tokens(self, messages: int) -> None:
-        limiter = self._send_limiter
-        if limiter is None or messages <= 0:
+    async def _pace(self, messages: int) -> None:
+        pacing = self._pacing
+        if pacing is None:
             return
-        # A bulk of N counts as N messages (gateways.md §1.9, the safe reading). Cast's bucket
-        # cannot hold N > burst tokens, so it can only accept such a bulk by going into debt;
-        # mirror that: take what the bucket can hold now and hold every later send back until
-        # the rest has refilled. (Pre-paying N in chunks would not work: the bucket caps at
-        # burst, so the time spent waiting would not show up as credit on Cast's side.)
-        first = min(float(messages), limiter.burst)
-        await limiter.acquire(first)
-        if messages > first:
-            limiter.pause((messages - first) / limiter.rate)
+        if messages > 0:
+            # A bulk of N counts as N messages (gateways.md §1.9, the safe reading); the pacer
+            # lets a bulk above the burst through a full bucket and leaves it in debt, as Cast
+            # meters it.
+            await pacing.pacer.take(pacing.account_bucket, pacing.send_limit, float(messages))
+        await pacing.pacer.take(pacing.ip_bucket, pacing.ip_limit)
 
     async def _once(
         self,
@@ -315,18 +346,17 @@ class CastClient:
         json_body: dict[str, Any] | None,
         idempotency_key: str | None,
         messages: int,
+        params: dict[str, str] | None = None,
     ) -> M:
         is_send = messages > 0
-        await self._take_send_tokens(messages)
-        if self._request_limiter is not None:
-            await self._request_limiter.acquire()
+        await self._pace(messages)
         headers = {"X-API-Key": self._api_key, "Accept": "application/json"}
         if idempotency_key is not None:
             headers["X-Idempotency-Key"] = idempotency_key
         started = time.perf_counter()
         try:
             response = await self._http.request(
-                method, self._base_url + path, json=json_body, headers=headers
+                method, self._base_url + path, json=json_body, headers=headers, params=params
             )
         except httpx2.TransportError as exc:
             failure = transport_error(exc, send=is_send)
@@ -358,7 +388,7 @@ class CastClient:
             error = translate_error(
                 response.status_code, response.content, response.headers, send=is_send
             )
-            self._on_error(error, is_send=is_send)
+            await self._on_error(error, is_send=is_send)
             if replayed:
                 error.as_final()
             log.warning(
@@ -404,16 +434,18 @@ class CastClient:
         except ValueError:
             return None
 
-    def _on_error(self, error: CastError, *, is_send: bool) -> None:
-        """A 429 pauses the bucket it concerns, so concurrent callers wait as well."""
-        if not isinstance(error, CastRateLimitedError):
+    async def _on_error(self, error: CastError, *, is_send: bool) -> None:
+        """A 429 pauses the bucket it concerns, so every caller (every process) waits too."""
+        if not isinstance(error, CastRateLimitedError) or self._pacing is None:
             return
         wait = (
             error.retry_after if error.retry_after is not None else self.retry.default_retry_after
         )
-        bucket = self._send_limiter if is_send else self._request_limiter
-        if bucket is not None:
-            bucket.pause(wait)
+        pacing = self._pacing
+        if is_send:
+            await pacing.pacer.pause(pacing.account_bucket, pacing.send_limit, wait)
+        else:
+            await pacing.pacer.pause(pacing.ip_bucket, pacing.ip_limit, wait)
 
 
 def _first_loc(exc: ValidationError) -> str:

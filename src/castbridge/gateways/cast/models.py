@@ -156,6 +156,27 @@ class SenderIdsResponse(_Response):
     sender_ids: list[SenderIdEntry] = Field(default_factory=list)
 
 
+class LogEntry(BaseModel):
+    """One row of `/sms/logs`; `smpp_message_id` holds the `CAST…` id (gateways.md §1.7)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    id: int | str | None = None
+    message_type: str | None = None
+    sender_id: str | None = None
+    destination: str
+    message: str = ""
+    smpp_message_id: str | None = None
+    status: str | None = None
+    parts: int | None = None
+    created_at: LenientDatetime = None
+
+
+class LogsResponse(_Response):
+    count: int = 0
+    logs: list[LogEntry] = Field(default_factory=list)
+
+
 class UnsubscribeTokenResponse(_Response):
     link: str
     expires_at: str | None = None

@@ -1,11 +1,11 @@
-"""How Cast calls are retried in-process and paced (RetryPolicy, the two token buckets)."""
+"""How Cast calls are retried in-process (RetryPolicy), and Cast's two limits as `Limit`s."""
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
 
-from castbridge.ratelimit import TokenBucket
+from castbridge.limits import Limit
 
 # Cast's documented limits (gateways.md §1.9): 30 requests/s per IP with burst 50, and 10
 # messages/s per account by default.
@@ -57,16 +57,16 @@ class RetryPolicy:
         return base + random.uniform(0, self.backoff_jitter)
 
 
-def send_limiter(rate: float) -> TokenBucket:
+def send_limit(rate: float) -> Limit:
     """The per-account message bucket, paced so Cast's own limit at `rate` is never hit.
 
     Cast meters messages at the moment they arrive; our tokens are taken a network hop earlier,
     and uneven latency can bunch two sends together. A burst of half a second's worth leaves that
     much headroom in Cast's bucket (whose burst equals its rate), so we stay under it.
     """
-    return TokenBucket(rate, burst=max(1.0, rate / 2))
+    return Limit(rate, burst=max(1.0, rate / 2))
 
 
-def request_limiter(rate: float = 25.0) -> TokenBucket:
-    """The per-egress-IP request bucket (Cast allows 30 req/s, burst 50); share one per IP."""
-    return TokenBucket(rate, burst=max(1.0, min(CAST_IP_BURST / 2, rate)))
+def ip_limit(rate: float = 25.0) -> Limit:
+    """The per-egress-IP request bucket (Cast allows 30 req/s, burst 50); one per IP."""
+    return Limit(rate, burst=max(1.0, min(CAST_IP_BURST / 2, rate)))

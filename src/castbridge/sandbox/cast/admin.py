@@ -1,4 +1,4 @@
-"""The Cast sandbox's `/_sandbox/...` admin endpoints: stats, faults, clock, accounts."""
+"""The Cast sandbox's `/_sandbox/...` admin endpoints: the kit's, plus messages and accounts."""
 
 from __future__ import annotations
 
@@ -6,53 +6,16 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
-from castbridge.sandbox.cast.config import Faults, SandboxAccount
+from castbridge.sandbox.cast.config import SandboxAccount
 from castbridge.sandbox.cast.http import first_error, parse_json, sandbox_of
 from castbridge.sandbox.cast.state import SandboxError
+from castbridge.sandbox.kit.admin import kit_admin_router
 
 
 def admin_router() -> APIRouter:
     """Unauthenticated knobs for tests and demos in another process (a local tool only)."""
     router = APIRouter(prefix="/_sandbox")
-
-    @router.get("/stats")
-    async def stats(request: Request) -> Response:
-        return JSONResponse(sandbox_of(request).snapshot())
-
-    @router.get("/faults")
-    async def get_faults(request: Request) -> Response:
-        return JSONResponse(sandbox_of(request).faults.model_dump())
-
-    @router.post("/faults")
-    async def set_faults(request: Request) -> Response:
-        """Merge the posted fields into the current faults; `{}` changes nothing."""
-        sandbox = sandbox_of(request)
-        body = parse_json(await request.body())
-        try:
-            faults = Faults.model_validate({**sandbox.faults.model_dump(), **body})
-        except ValidationError as exc:
-            raise SandboxError(400, "VALIDATION_ERROR", first_error(exc)) from None
-        sandbox.config.faults = faults
-        return JSONResponse(faults.model_dump())
-
-    @router.post("/reset")
-    async def reset(request: Request) -> Response:
-        """Clear faults and statistics (accounts and messages stay)."""
-        sandbox = sandbox_of(request)
-        sandbox.config.faults = Faults()
-        sandbox.reset_stats()
-        return JSONResponse({"success": True})
-
-    @router.post("/clock")
-    async def clock(request: Request) -> Response:
-        """`{"advance": seconds}` moves status timelines and idempotency expiry forward."""
-        sandbox = sandbox_of(request)
-        body = parse_json(await request.body())
-        seconds = body.get("advance")
-        if not isinstance(seconds, int | float) or seconds < 0:
-            raise SandboxError(400, "VALIDATION_ERROR", "advance must be a non-negative number")
-        sandbox.advance(float(seconds))
-        return JSONResponse({"success": True, "now": sandbox.clock()})
+    router.include_router(kit_admin_router(sandbox_of))
 
     @router.get("/messages")
     async def messages(request: Request) -> Response:

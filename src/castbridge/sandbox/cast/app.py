@@ -12,7 +12,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from castbridge.sandbox.cast.admin import admin_router
 from castbridge.sandbox.cast.config import CastSandboxConfig
-from castbridge.sandbox.cast.faults import FaultMiddleware
 from castbridge.sandbox.cast.http import (
     authenticate,
     error_body,
@@ -21,6 +20,7 @@ from castbridge.sandbox.cast.http import (
     sandbox_of,
 )
 from castbridge.sandbox.cast.state import CastSandbox, SandboxError
+from castbridge.sandbox.kit import FaultMiddleware
 
 
 def _date_param(request: Request, name: str) -> date | None:

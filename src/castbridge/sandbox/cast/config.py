@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from castbridge.sandbox.kit import Faults
+
 # The well-known keys of the default configuration (so `castbridge sandbox` works out of the
 # box). "5a4db0c5" reads "SANDBOXS"; both match Cast's formats.
 DEFAULT_API_KEY = "cast_" + "5a4db0c5" * 8  # a live-style key: credits, statuses, rate limits
@@ -84,32 +86,6 @@ class SandboxAccount(BaseModel):
         if not (LIVE_KEY.match(value) or TEST_KEY.match(value)):
             raise ValueError("must be cast_<64 hex> or cast_test_<16-64 hex>")
         return value
-
-
-class Faults(BaseModel):
-    """Injected trouble, settable at runtime (`sandbox.faults.x = ...`) or via
-    `POST /_sandbox/faults`. `*_next` counters are deterministic; `*_rate` are probabilities.
-
-    - errors (`fail_next`, `error_rate` drawing from `error_statuses`) are answered before the
-      request is processed: nothing is sent or billed.
-    - timeouts (`timeout_next`, `timeout_rate`) process the request (the send is committed and
-      billed), then hold the answer for `timeout_seconds` or until the client hangs up: the
-      ambiguous real-world case, which a retry with the same idempotency key resolves as a replay.
-    - drops (`drop_next`, `drop_rate`) commit, then close the connection halfway through the body.
-    """
-
-    model_config = ConfigDict(validate_assignment=True)
-
-    targets: Literal["sends", "all"] = "sends"
-    latency_seconds: float = Field(0.0, ge=0)
-    error_rate: float = Field(0.0, ge=0, le=1)
-    error_statuses: list[int] = Field(default_factory=lambda: [429, 500, 502, 503])
-    fail_next: list[int] = Field(default_factory=list)
-    timeout_rate: float = Field(0.0, ge=0, le=1)
-    timeout_next: int = Field(0, ge=0)
-    timeout_seconds: float = Field(30.0, ge=0)
-    drop_rate: float = Field(0.0, ge=0, le=1)
-    drop_next: int = Field(0, ge=0)
 
 
 class CastSandboxConfig(BaseModel):

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from castbridge.sandbox.cast.config import CastSandboxConfig, SandboxAccount, canonical_number
+from castbridge.sandbox.kit import FaultStats
 
 Fate = Literal["delivered", "undelivered", "failed"]
 
@@ -74,15 +75,11 @@ class SandboxMessage:
 
 
 @dataclass
-class SandboxStats:
-    requests: int = 0
+class SandboxStats(FaultStats):
     sends: int = 0  # committed (billed or sandbox) send requests, bulk counted once
     messages: int = 0  # messages created
     replays: int = 0
     rate_limited: int = 0  # genuine 429s from the IP and account limits
-    injected: Counter[int] = field(default_factory=Counter)
-    timeouts: int = 0
-    drops: int = 0
     # (api_key, idempotency_key) -> times a send under that key was committed and billed, and
     # credits charged: the crash and fault tests check "billed exactly once per key".
     billed: Counter[tuple[str, str]] = field(default_factory=Counter)

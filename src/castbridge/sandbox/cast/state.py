@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import ipaddress
 import random
-import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
+
+from starlette.types import ASGIApp
 
 from castbridge.sandbox.cast.account import AccountMixin
 from castbridge.sandbox.cast.config import (
@@ -25,41 +26,17 @@ from castbridge.sandbox.cast.config import (
 )
 from castbridge.sandbox.cast.core import SandboxError, SandboxMessage, SandboxStats
 from castbridge.sandbox.cast.sending import SendingMixin
+from castbridge.sandbox.kit import DebtBucket, FaultStats, SandboxClock
 
 MAX_IDEMPOTENCY_KEY = 255
 
-
-class SandboxClock:
-    """Wall-clock seconds plus an offset that `advance()` moves (status timelines, 24 h TTL)."""
-
-    def __init__(self, start: float | None = None) -> None:
-        self._offset = 0.0 if start is None else start - time.time()
-
-    def __call__(self) -> float:
-        return time.time() + self._offset
-
-    def advance(self, seconds: float) -> None:
-        self._offset += seconds
-
-
-class _Bucket:
-    """Non-blocking token bucket that may go into debt: a request for n messages is accepted
-    while at least one token is left, and then costs all n (so a bulk of N counts as N)."""
-
-    def __init__(self, rate: float, burst: float) -> None:
-        self.rate = rate
-        self.burst = burst
-        self.tokens = burst
-        self.updated = time.monotonic()
-
-    def take(self, n: float = 1.0) -> bool:
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
-        self.updated = now
-        if self.tokens < min(n, 1.0) - 1e-9:
-            return False
-        self.tokens -= n
-        return True
+# What an injected error answers (Cast's codes for these statuses, gateways.md §1.6).
+_INJECTED = {
+    429: ("RATE_LIMIT_EXCEEDED", "rate limit exceeded"),
+    500: ("INTERNAL_ERROR", "internal server error"),
+    502: ("PROVIDER_ERROR", "upstream provider error"),
+    503: ("SERVICE_UNAVAILABLE", "service temporarily unavailable"),
+}
 
 
 @dataclass
@@ -83,8 +60,8 @@ class CastSandbox(SendingMixin, AccountMixin):
         self.stats = SandboxStats()
         self.random = random.Random(self.config.seed)
         self._cache: dict[tuple[str, str], Cached] = {}
-        self._ip_buckets: dict[str, _Bucket] = {}
-        self._account_buckets: dict[str, _Bucket] = {}
+        self._ip_buckets: dict[str, DebtBucket] = {}
+        self._account_buckets: dict[str, DebtBucket] = {}
         self._log_seq = 0
 
     # --- convenience for tests and demos --------------------------------------------------
@@ -92,6 +69,37 @@ class CastSandbox(SendingMixin, AccountMixin):
     @property
     def faults(self) -> Faults:
         return self.config.faults
+
+    def set_faults(self, faults: Faults) -> None:
+        self.config.faults = faults
+
+    @property
+    def fault_stats(self) -> FaultStats:
+        return self.stats
+
+    # --- the kit's fault middleware asks these ----------------------------------------------
+
+    def is_api_request(self, method: str, path: str) -> bool:
+        return path.startswith("/api/")
+
+    def is_send_request(self, method: str, path: str) -> bool:
+        return method == "POST" and path.rsplit("/", 1)[-1] in ("send", "bulk")
+
+    def error_app(self, status: int) -> ASGIApp:
+        from castbridge.sandbox.cast.http import error_response
+
+        code, message = _INJECTED.get(status, (f"HTTP_{status}", "injected fault"))
+        headers = self.retry_after_header() if status == 429 else None
+        return error_response(self, SandboxError(status, code, message, headers))
+
+    def admit(self, client_ip: str) -> ASGIApp | None:
+        from castbridge.sandbox.cast.http import error_response
+
+        try:
+            self.check_ip_rate(client_ip)
+        except SandboxError as exc:
+            return error_response(self, exc)
+        return None
 
     def account(self, api_key: str) -> SandboxAccount:
         return self.accounts[api_key]
@@ -138,6 +146,8 @@ class CastSandbox(SendingMixin, AccountMixin):
             "injected": {str(k): v for k, v in sorted(self.stats.injected.items())},
             "timeouts": self.stats.timeouts,
             "drops": self.stats.drops,
+            "cut_before": self.stats.cut_before,
+            "garbled": self.stats.garbled,
             "billed": dict(billed),
             "credits_charged": dict(charged),
             "unkeyed_sends": self.stats.unkeyed_sends,
@@ -166,14 +176,14 @@ class CastSandbox(SendingMixin, AccountMixin):
     def check_ip_rate(self, ip: str) -> None:
         bucket = self._ip_buckets.get(ip)
         if bucket is None:
-            bucket = self._ip_buckets[ip] = _Bucket(self.config.ip_rate, self.config.ip_burst)
+            bucket = self._ip_buckets[ip] = DebtBucket(self.config.ip_rate, self.config.ip_burst)
         if not bucket.take(1):
             raise self.rate_limited()
 
     def check_account_rate(self, account: SandboxAccount, messages: int) -> None:
         bucket = self._account_buckets.get(account.api_key)
         if bucket is None or bucket.rate != account.rate_limit:
-            bucket = _Bucket(account.rate_limit, account.rate_limit)
+            bucket = DebtBucket(account.rate_limit, account.rate_limit)
             self._account_buckets[account.api_key] = bucket
         if not bucket.take(messages):
             raise self.rate_limited()

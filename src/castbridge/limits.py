@@ -1,0 +1,190 @@
+"""Rate limits that never hold a worker: token buckets that refuse (`Throttled`) instead of wait.
+
+Every outgoing call (a gateway send or poll, a HighLevel request) takes tokens from a bucket
+named by what is limited: a gateway account (`acct:<id>`), an egress IP towards a gateway
+(`ip:<gateway>`), a HighLevel location (`ghl:<locationId>`). When the bucket is empty the
+`Pacer` raises `Throttled` with the seconds until it refills; the request has not left, so the
+caller (a job) is simply rescheduled for then and the worker slot goes to other work
+(ghl.md §12, gateways.md §6).
+
+Two pacers: `LocalPacer` keeps buckets in this process (the single-process SQLite default);
+`DatabasePacer` keeps them in PostgreSQL rows so every castbridge process shares one budget.
+`BlockingPacer` wraps either for the CLI, where waiting is what a person expects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+# Buckets are small: at most this many distinct keys are kept in memory per process.
+MAX_LOCAL_BUCKETS = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """`rate` tokens per second, at most `burst` banked."""
+
+    rate: float
+    burst: float
+
+    def __post_init__(self) -> None:
+        if self.rate <= 0 or self.burst < 1:
+            raise ValueError("a limit needs rate > 0 and burst >= 1")
+
+
+class Throttled(Exception):
+    """The bucket `key` has no tokens now; try again in `wait` seconds. Nothing was sent."""
+
+    def __init__(self, key: str, wait: float) -> None:
+        super().__init__(f"rate limit {key}: retry in {wait:.3f} s")
+        self.key = key
+        self.wait = max(0.0, wait)
+
+
+class Pacer(Protocol):
+    async def take(self, key: str, limit: Limit, cost: float = 1.0) -> None:
+        """Take `cost` tokens or raise `Throttled`. A cost above the burst is allowed when the
+        bucket is full and leaves it in debt, as a gateway meters a bulk of N messages."""
+        ...
+
+    async def pause(self, key: str, limit: Limit, seconds: float) -> None:
+        """Empty the bucket and refill nothing for `seconds` (an upstream 429's Retry-After)."""
+        ...
+
+
+def _needed(limit: Limit, cost: float) -> float:
+    return min(cost, limit.burst)
+
+
+@dataclass(slots=True)
+class _Bucket:
+    tokens: float
+    updated: float  # may lie in the future while paused
+
+
+class LocalPacer:
+    """Buckets in this process. Correct for one process; use `DatabasePacer` for several."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._buckets: dict[str, _Bucket] = {}
+
+    def _bucket(self, key: str, limit: Limit, now: float) -> _Bucket:
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if len(self._buckets) >= MAX_LOCAL_BUCKETS:
+                self._buckets.clear()  # forgetting a bucket only ever grants a fresh burst
+            bucket = self._buckets[key] = _Bucket(limit.burst, now)
+        return bucket
+
+    async def take(self, key: str, limit: Limit, cost: float = 1.0) -> None:
+        now = self._clock()
+        bucket = self._bucket(key, limit, now)
+        if bucket.updated > now:
+            raise Throttled(key, bucket.updated - now + _needed(limit, cost) / limit.rate)
+        bucket.tokens = min(limit.burst, bucket.tokens + (now - bucket.updated) * limit.rate)
+        bucket.updated = now
+        need = _needed(limit, cost)
+        if bucket.tokens + 1e-9 < need:
+            raise Throttled(key, (need - bucket.tokens) / limit.rate)
+        bucket.tokens -= cost
+
+    async def pause(self, key: str, limit: Limit, seconds: float) -> None:
+        now = self._clock()
+        bucket = self._bucket(key, limit, now)
+        bucket.tokens = 0.0
+        bucket.updated = max(bucket.updated, now + max(0.0, seconds))
+
+
+class BlockingPacer:
+    """Waits instead of raising: for the CLI and other callers that are not jobs."""
+
+    def __init__(self, inner: Pacer, *, max_wait: float = 300.0) -> None:
+        self._inner = inner
+        self._max_wait = max_wait
+
+    async def take(self, key: str, limit: Limit, cost: float = 1.0) -> None:
+        waited = 0.0
+        while True:
+            try:
+                await self._inner.take(key, limit, cost)
+                return
+            except Throttled as exc:
+                if waited + exc.wait > self._max_wait:
+                    raise
+                await asyncio.sleep(exc.wait)
+                waited += exc.wait
+
+    async def pause(self, key: str, limit: Limit, seconds: float) -> None:
+        await self._inner.pause(key, limit, seconds)
+
+
+class DatabasePacer:
+    """Buckets as rows in PostgreSQL, read and updated with the database's clock in one
+    statement, so every process (and every host, whatever its clock) shares one budget."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def take(self, key: str, limit: Limit, cost: float = 1.0) -> None:
+        from castbridge.store import buckets
+
+        async with self._sessions.begin() as session:
+            wait = await buckets.take(session, key, limit.rate, limit.burst, cost)
+        if wait > 0:
+            raise Throttled(key, wait)
+
+    async def pause(self, key: str, limit: Limit, seconds: float) -> None:
+        from castbridge.store import buckets
+
+        async with self._sessions.begin() as session:
+            await buckets.pause(session, key, limit.burst, seconds)
+
+
+class TokenBucket:
+    """A waiting bucket for code that paces itself in-process (the sandboxes' load helpers).
+
+    Waiters are served in arrival order under one lock, so a burst of callers is spread evenly
+    at `rate`. `pause(seconds)` empties the bucket and holds everyone back.
+    """
+
+    def __init__(
+        self, rate: float, burst: float | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self.rate = rate
+        self.burst = max(1.0, burst if burst is not None else 1.0)
+        self._clock = clock
+        self._tokens = self.burst
+        self._updated = clock()
+        self._paused_until = 0.0
+        self._lock = asyncio.Lock()
+
+    async def acquire(self, tokens: float = 1.0) -> None:
+        if tokens > self.burst:
+            raise ValueError(f"cannot take {tokens} tokens from a bucket of {self.burst}")
+        async with self._lock:
+            while True:
+                now = self._clock()
+                if now < self._paused_until:
+                    await asyncio.sleep(self._paused_until - now)
+                    continue
+                self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
+                self._updated = now
+                if self._tokens >= tokens:
+                    self._tokens -= tokens
+                    return
+                await asyncio.sleep((tokens - self._tokens) / self.rate)
+
+    def pause(self, seconds: float) -> None:
+        now = self._clock()
+        self._paused_until = max(self._paused_until, now + seconds)
+        self._tokens = 0.0
+        self._updated = max(self._updated, self._paused_until)

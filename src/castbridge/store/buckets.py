@@ -1,0 +1,67 @@
+"""Shared token buckets as rows (`rate_buckets`), refilled and spent with the database's clock.
+
+One statement per take: the row is locked, refilled from the time elapsed on the *database*
+clock (hosts' clocks may differ), and spent only when enough tokens are there. A paused bucket
+has `updated_at` in the future: it refills nothing until then.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+_TAKE = text(
+    """
+    WITH now_ AS (SELECT extract(epoch FROM clock_timestamp())::float8 AS e),
+    b AS (
+        SELECT r.key, r.updated_at,
+               LEAST(:burst, r.tokens + GREATEST(0, now_.e - r.updated_at) * :rate) AS avail,
+               now_.e AS e
+        FROM rate_buckets r, now_ WHERE r.key = :key FOR UPDATE OF r
+    ),
+    u AS (
+        UPDATE rate_buckets r SET tokens = b.avail - :cost, updated_at = b.e
+        FROM b
+        WHERE r.key = b.key AND b.updated_at <= b.e AND b.avail + 1e-9 >= LEAST(:cost, :burst)
+        RETURNING r.key
+    )
+    SELECT b.avail, b.updated_at, b.e, (SELECT count(*) FROM u) AS taken FROM b
+    """
+)
+
+_CREATE = text(
+    """
+    INSERT INTO rate_buckets (key, tokens, updated_at)
+    VALUES (:key, :burst - :cost, extract(epoch FROM clock_timestamp()))
+    ON CONFLICT (key) DO NOTHING
+    RETURNING key
+    """
+)
+
+_PAUSE = text(
+    """
+    INSERT INTO rate_buckets (key, tokens, updated_at)
+    VALUES (:key, 0, extract(epoch FROM clock_timestamp()) + :seconds)
+    ON CONFLICT (key) DO UPDATE SET tokens = 0,
+        updated_at = GREATEST(rate_buckets.updated_at, EXCLUDED.updated_at)
+    """
+)
+
+
+async def take(session: AsyncSession, key: str, rate: float, burst: float, cost: float) -> float:
+    """Spend `cost` tokens of `key` and return 0, or return the seconds until they exist."""
+    params = {"key": key, "rate": rate, "burst": burst, "cost": cost}
+    row = (await session.execute(_TAKE, params)).one_or_none()
+    if row is None:
+        if (await session.execute(_CREATE, params)).scalar_one_or_none() is not None:
+            return 0.0
+        row = (await session.execute(_TAKE, params)).one()  # created concurrently: try again
+    if row.taken:
+        return 0.0
+    need = min(cost, burst)
+    paused_for = max(0.0, float(row.updated_at) - float(row.e))
+    return paused_for + max(0.0, need - float(row.avail)) / rate
+
+
+async def pause(session: AsyncSession, key: str, burst: float, seconds: float) -> None:
+    await session.execute(_PAUSE, {"key": key, "seconds": max(0.0, seconds)})
