@@ -316,8 +316,17 @@ class Gateway(Protocol):
         """Send one message. Raises a `GatewayError` (or `Throttled` before anything left)."""
         ...
 
-    async def status(self, gateway_message_id: str, channel: str = "sms") -> DeliveryStatus:
-        """Poll the delivery status; `UnsupportedError` when `capabilities.status_poll` is False."""
+    async def status(
+        self,
+        gateway_message_id: str,
+        channel: str = "sms",
+        *,
+        to_e164: str | None = None,
+        sent_at: datetime | None = None,
+    ) -> DeliveryStatus:
+        """Poll the delivery status; `UnsupportedError` when `capabilities.status_poll` is False.
+        `to_e164` and `sent_at` (when the gateway accepted it) let a gateway whose main status
+        path is a filtered list find the message there."""
         ...
 
     async def find_sent(

@@ -186,7 +186,14 @@ class CastGateway:
             sandbox=response.sandbox or response.message_id.startswith(SANDBOX_ID_PREFIX),
         )
 
-    async def status(self, gateway_message_id: str, channel: str = "sms") -> DeliveryStatus:
+    async def status(
+        self,
+        gateway_message_id: str,
+        channel: str = "sms",
+        *,
+        to_e164: str | None = None,
+        sent_at: datetime | None = None,
+    ) -> DeliveryStatus:
         """Poll `/sms/status/{id}` (`/sim/status/{id}` for SIM messages; OTP uses sms)."""
         status_channel: Literal["sms", "sim"] = "sim" if channel == "sim" else "sms"
         response = await self.client.status(gateway_message_id, status_channel)
