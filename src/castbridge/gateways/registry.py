@@ -45,7 +45,7 @@ def load_defaults(settings: Settings) -> dict[str, GatewayDefaults]:
     for name, gateway in SPECS.items():
         overrides = settings.gateway_settings.get(name, {})
         try:
-            found[name] = gateway.defaults(_env_file=settings.env_file, **overrides)  # type: ignore[call-arg]
+            found[name] = gateway.defaults(_env_file=settings.env_file, **overrides)
         except ValidationError as exc:
             for error in exc.errors():
                 field = str(error["loc"][0]) if error["loc"] else "?"

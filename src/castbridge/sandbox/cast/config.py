@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from castbridge.sandbox.kit import Faults
 
+__all__ = ["Faults"]
+
 # The well-known keys of the default configuration (so `castbridge sandbox` works out of the
 # box). "5a4db0c5" reads "SANDBOXS"; both match Cast's formats.
 DEFAULT_API_KEY = "cast_" + "5a4db0c5" * 8  # a live-style key: credits, statuses, rate limits
