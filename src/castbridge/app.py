@@ -14,6 +14,8 @@ from castbridge import __version__
 from castbridge.config import Settings
 from castbridge.logging import get_logger
 from castbridge.resources import open_resources
+from castbridge.web.ghl_webhooks import RETRY_AFTER_SECONDS
+from castbridge.web.security import EdgeMiddleware
 
 log = get_logger(__name__)
 
@@ -26,22 +28,23 @@ def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_resources(settings, with_worker=with_worker) as resources:
             app.state.resources = resources
+            worker = resources.worker
             worker_task = (
-                asyncio.create_task(resources.worker.run(), name="castbridge-worker")
-                if resources.worker is not None
+                asyncio.create_task(worker.run(), name="castbridge-worker")
+                if worker is not None
                 else None
             )
             try:
                 yield
             finally:
-                if worker_task is not None and resources.worker is not None:
-                    resources.worker.stop()
+                if worker_task is not None and worker is not None:
+                    worker.stop()
                     await worker_task
 
     app = FastAPI(
         title="castbridge",
         version=__version__,
-        summary="HighLevel SMS Conversation Provider bridging to Cast.ph",
+        summary="HighLevel SMS Conversation Provider bridging to regional SMS gateways",
         lifespan=lifespan,
     )
 
@@ -60,14 +63,23 @@ def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI
         return JSONResponse({"error": "invalid request", "errors": problems}, status_code=422)
 
     @app.exception_handler(Exception)
-    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
-        # Never leak internals; 503 tells HighLevel to retry, and nothing was acknowledged.
-        log.exception("unhandled_error", error_type=type(exc).__name__)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # Never leak internals, never a 500. A webhook gets 429 (the one answer HighLevel and
+        # the gateways retry: nothing was acknowledged); anything else 503.
+        log.exception("unhandled_error", error_type=type(exc).__name__, path=request.url.path)
+        if request.url.path.startswith("/webhooks/"):
+            return JSONResponse(
+                {"error": "temporarily unable to handle the webhook; retry later"},
+                status_code=429,
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            )
         return JSONResponse({"error": "temporarily unavailable, retry later"}, status_code=503)
 
-    from castbridge.web import health, oauth, webhooks
+    from castbridge.web import gateway_webhooks, ghl_webhooks, health, oauth
 
     app.include_router(health.router)
-    app.include_router(webhooks.router)
+    app.include_router(ghl_webhooks.router)
+    app.include_router(gateway_webhooks.router)
     app.include_router(oauth.router)
+    app.add_middleware(EdgeMiddleware, settings=settings)
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -67,6 +68,9 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(
         32, ge=1, le=1024, validation_alias=_env("CASTBRIDGE_WORKER_CONCURRENCY")
     )
+    # Slots per lane, e.g. "send=16,status=8,report=8,inbound=4,admin=2"; unset: derived
+    # from CASTBRIDGE_WORKER_CONCURRENCY.
+    lane_concurrency: str | None = Field(None, validation_alias=_env("CASTBRIDGE_LANE_CONCURRENCY"))
     worker_lease_seconds: float = Field(
         60.0, gt=0, validation_alias=_env("CASTBRIDGE_WORKER_LEASE_SECONDS")
     )
@@ -148,7 +152,9 @@ class Settings(BaseSettings):
     )
     # Refuse OAuth callbacks without our `state`. Off by default: installs started from the
     # HighLevel Marketplace come back without one (ghl.md §6.1).
-    oauth_require_state: bool = Field(False, validation_alias=_env("CASTBRIDGE_OAUTH_REQUIRE_STATE"))
+    oauth_require_state: bool = Field(
+        False, validation_alias=_env("CASTBRIDGE_OAUTH_REQUIRE_STATE")
+    )
 
     # --- gateway accounts ------------------------------------------------------------------
     # Which gateway's operator default account (its <NAME>_API_KEY ...) serves locations
@@ -182,6 +188,11 @@ class Settings(BaseSettings):
     # How long a webhook may wait for the database before it is answered 429 + Retry-After.
     store_timeout_seconds: float = Field(
         1.5, gt=0, le=10, validation_alias=_env("CASTBRIDGE_STORE_TIMEOUT_SECONDS")
+    )
+    # Who may frame the settings page (CSP frame-ancestors); default "'self' https:" because
+    # white-label agencies run HighLevel on their own domains (ghl.md §13).
+    settings_frame_ancestors: str | None = Field(
+        None, validation_alias=_env("CASTBRIDGE_SETTINGS_FRAME_ANCESTORS")
     )
     # Bearer token protecting /metrics, /readyz details and /docs; unset: they are open.
     admin_token: SecretStr | None = Field(None, validation_alias=_env("CASTBRIDGE_ADMIN_TOKEN"))
@@ -246,7 +257,7 @@ class Settings(BaseSettings):
     def default_account_allowed(self, location_id: str, company_id: str | None) -> bool:
         """CASTBRIDGE_DEFAULT_ACCOUNT_LOCATIONS: may this location use the default account?"""
         allowed = {part.strip() for part in self.default_account_locations.split(",")}
-        allowed.discard("")
+        allowed -= {"", "none"}
         if "*" in allowed:
             return True
         return location_id in allowed or (company_id is not None and company_id in allowed)
@@ -286,6 +297,10 @@ def async_database_url(url: str) -> str:
 
 def load_settings(**overrides: object) -> Settings:
     """Read settings from the environment; raise ConfigError with one line per bad value."""
+    # Empty values count as unset everywhere (env_ignore_empty), except here, where an empty
+    # value is documented to mean "nobody may use the default account".
+    if os.environ.get("CASTBRIDGE_DEFAULT_ACCOUNT_LOCATIONS") == "":
+        overrides.setdefault("default_account_locations", "")
     try:
         settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:

@@ -17,7 +17,7 @@ from castbridge.logging import mask_phone
 from castbridge.sandbox.cast import UNDELIVERABLE_NUMBER, CastSandboxConfig
 from castbridge.sandbox.ghl import GHLSandboxConfig
 from castbridge.sandbox.stack import Stack, run_stack
-from castbridge.store import repository as repo
+from castbridge.store import messages as message_store
 
 LONG_TEXT = (
     "Hi Maria! Your appointment at Makati Dental Clinic is confirmed for Monday 10:00 AM. "
@@ -155,9 +155,9 @@ async def _details(stack: Stack, cases: list[Case]) -> dict[str, Any]:
     found: dict[str, Any] = {}
     async with stack.resources.sessions() as session:
         for case in cases:
-            message = await repo.get_message_by_ghl_id(session, case.message_id)
-            if message is not None:
-                found[case.message_id] = message
+            rows = await message_store.by_ghl_id(session, case.message_id)
+            if rows:
+                found[case.message_id] = rows[0]
     return found
 
 
@@ -210,7 +210,7 @@ def _render(console: Console, stack: Stack, cases: list[Case], details: dict[str
             note = message.error_message[:60]
         table.add_row(
             case.label,
-            mask_phone(message.phone_e164) if message and message.phone_e164 else case.phone,
+            message.phone_masked if message else case.phone,
             message.encoding if message else "",
             str(message.gateway_parts or message.parts_estimate) if message else "",
             (message.gateway_message_id or "-") if message else "-",

@@ -6,11 +6,13 @@ from prometheus_client import Counter, Gauge, Histogram
 
 WEBHOOKS = Counter(
     "castbridge_webhooks_total",
-    "HighLevel webhooks received, by endpoint and outcome",
+    "Webhooks received, by endpoint and outcome",
     ["endpoint", "outcome"],
 )
 GATEWAY_SENDS = Counter(
-    "castbridge_gateway_sends_total", "Gateway send attempts, by outcome", ["outcome"]
+    "castbridge_gateway_sends_total",
+    "Gateway send attempts, by gateway and outcome",
+    ["gateway", "outcome"],
 )
 GHL_REPORTS = Counter(
     "castbridge_ghl_reports_total", "HighLevel status reports, by outcome", ["outcome"]
@@ -18,6 +20,18 @@ GHL_REPORTS = Counter(
 MESSAGES_FINAL = Counter(
     "castbridge_messages_final_total", "Messages reaching a final state, by state", ["state"]
 )
+RECONCILED = Counter(
+    "castbridge_reconciliations_total",
+    "Ambiguous sends looked up at the gateway, by gateway and result",
+    ["gateway", "result"],
+)
+ACCOUNT_PAUSES = Counter(
+    "castbridge_account_pauses_total", "Gateway accounts paused, by the gateway's code", ["code"]
+)
+ACCOUNT_RESUMES = Counter(
+    "castbridge_account_resumes_total", "Gateway accounts resumed, by how", ["by"]
+)
+ACCOUNTS_PAUSED = Gauge("castbridge_accounts_paused", "Gateway accounts paused right now")
 JOB_SECONDS = Histogram(
     "castbridge_job_seconds",
     "Time to run one job, by kind",
@@ -25,3 +39,12 @@ JOB_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 JOBS_IN_FLIGHT = Gauge("castbridge_jobs_in_flight", "Jobs being worked on by this process")
+QUEUE_DEPTH = Gauge("castbridge_queue_depth", "Queued jobs per lane", ["lane"])
+OLDEST_DUE_SECONDS = Gauge(
+    "castbridge_oldest_due_job_seconds", "Age of the oldest due job per lane", ["lane"]
+)
+DELIVERY_LATENCY = Histogram(
+    "castbridge_webhook_to_delivered_seconds",
+    "From the Delivery-URL post to the gateway's delivery report",
+    buckets=(1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600),
+)

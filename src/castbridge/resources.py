@@ -3,122 +3,119 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import httpx2
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from castbridge.bridge import Bridge, GatewayAccount, NoGatewayAccount
+from castbridge import accounts
 from castbridge.config import Settings
-from castbridge.gateways.cast import (
-    CastClient,
-    CastGateway,
-    RetryPolicy,
-    request_limiter,
-    send_limiter,
-)
+from castbridge.gateways.directory import GatewayDirectory
+from castbridge.gateways.registry import load_defaults
+from castbridge.gateways.spec import GatewayDefaults
 from castbridge.ghl.client import GHLClient
 from castbridge.ghl.keys import load_webhook_keys
 from castbridge.ghl.signature import WebhookKeys
-from castbridge.ratelimit import TokenBucket
-from castbridge.secrets import SecretBox, load_secret_box
-from castbridge.store import migrate
-from castbridge.store import repository as repo
-from castbridge.store.db import create_engine, create_sessionmaker
-from castbridge.worker import Worker, new_worker_id
+from castbridge.limits import BlockingPacer, DatabasePacer, LocalPacer, Pacer
+from castbridge.logging import get_logger
+from castbridge.outbound.intake import Intake, Spacer
+from castbridge.secrets import PhoneVault, SecretBox, load_secret_box
+from castbridge.store import keyring, migrate
+from castbridge.store.db import Store, create_engine
+
+if TYPE_CHECKING:
+    from castbridge.worker import Worker
+
+log = get_logger(__name__)
 
 
 @dataclass(slots=True)
-class Store:
-    engine: AsyncEngine
-    sessions: async_sessionmaker[AsyncSession]
-    secret_box: SecretBox
+class Opened:
+    """The database, its secrets and the phone vault (what every command needs)."""
+
+    store: Store
+    box: SecretBox
+    vault: PhoneVault
+
+    @property
+    def sessions(self):  # type: ignore[no-untyped-def]
+        return self.store.sessions
+
+    @property
+    def engine(self):  # type: ignore[no-untyped-def]
+        return self.store.engine
+
+    @property
+    def secret_box(self) -> SecretBox:
+        return self.box
 
 
 @contextlib.asynccontextmanager
-async def open_store(settings: Settings, *, upgrade: bool = True) -> AsyncIterator[Store]:
-    """Engine, sessions and secrets; migrates on open so every command works on a fresh machine."""
-    secret_box = load_secret_box(settings)
+async def open_store(settings: Settings, *, upgrade: bool = True) -> AsyncIterator[Opened]:
+    """Engine, secrets and the phone vault; migrates on open so every command works on a
+    fresh machine."""
+    box = load_secret_box(settings)
     engine = create_engine(
         settings.effective_database_url, sqlite_synchronous=settings.sqlite_synchronous
     )
     try:
         if upgrade:
-            await migrate.upgrade(engine)
-        yield Store(engine, create_sessionmaker(engine), secret_box)
+            await migrate.upgrade(engine, secret_box=box)
+        store = Store(engine)
+        async with store.write() as session:
+            index_key = await keyring.index_key(session, box)
+        yield Opened(store, box, PhoneVault(box, index_key))
     finally:
         await engine.dispose()
 
 
-def _fingerprint(api_key: str) -> str:
-    # Limiters and clients are keyed by a hash so no map in memory holds a key as its name.
-    return hashlib.sha256(api_key.encode()).hexdigest()[:16]
-
-
-class CastAccounts:
-    """Resolves a location to its Cast account: its own key and sender ID, else the defaults.
-
-    One CastGateway per API key, so every location sharing an account shares that account's
-    send limiter, and castbridge as a whole never exceeds CAST_RATE_LIMIT for it.
-    """
-
-    def __init__(
-        self, settings: Settings, http: httpx2.AsyncClient, secret_box: SecretBox, *, retries: int
-    ) -> None:
-        self.settings = settings
-        self.http = http
-        self.secret_box = secret_box
-        self.retry = RetryPolicy(attempts=retries)
-        self.ip_limiter: TokenBucket = request_limiter(settings.cast_ip_rate_limit)
-        self._gateways: dict[str, CastGateway] = {}
-
-    def gateway_for_key(self, api_key: str) -> CastGateway:
-        fingerprint = _fingerprint(api_key)
-        gateway = self._gateways.get(fingerprint)
-        if gateway is None:
-            client = CastClient(
-                self.http,
-                api_key=api_key,
-                base_url=self.settings.cast_api_url,
-                send_limiter=send_limiter(self.settings.cast_rate_limit),
-                request_limiter=self.ip_limiter,
-                retry=self.retry,
-            )
-            gateway = CastGateway(client, max_chars=self.settings.cast_max_chars)
-            self._gateways[fingerprint] = gateway
-        return gateway
-
-    async def for_location(self, session: AsyncSession, location_id: str) -> GatewayAccount:
-        row = await repo.get_location_settings(session, location_id)
-        api_key: str | None = None
-        if row is not None and row.api_key_enc:
-            api_key = self.secret_box.decrypt(row.api_key_enc)
-        elif self.settings.cast_api_key is not None:
-            api_key = self.settings.cast_api_key.get_secret_value()
-        if not api_key:
-            raise NoGatewayAccount(
-                "No Cast.ph API key is set up for this sub-account. Ask your castbridge "
-                "operator to configure one."
-            )
-        sender_id = (row.sender_id if row is not None else None) or self.settings.cast_sender_id
-        channel = (row.channel if row is not None else None) or self.settings.cast_channel
-        return GatewayAccount(self.gateway_for_key(api_key), sender_id, channel)
+def _pacer(settings: Settings, store: Store) -> Pacer:
+    shared = settings.shared_limits
+    if shared == "database" or (shared == "auto" and not store.sqlite):
+        return DatabasePacer(store.sessions)
+    return LocalPacer()
 
 
 @dataclass(slots=True)
 class Resources:
     settings: Settings
-    engine: AsyncEngine
-    sessions: async_sessionmaker[AsyncSession]
-    secret_box: SecretBox
+    store: Store
+    box: SecretBox
+    vault: PhoneVault
     webhook_keys: WebhookKeys
-    cast_http: httpx2.AsyncClient
+    defaults: dict[str, GatewayDefaults]
+    gateway_http: httpx2.AsyncClient
     ghl_http: httpx2.AsyncClient
-    ghl: GHLClient
-    cast_accounts: CastAccounts
-    worker: Worker | None
+    pacer: Pacer  # refuses when a bucket is empty (jobs)
+    ghl: GHLClient  # waits for its bucket (web requests, the CLI)
+    gateways: GatewayDirectory  # waits for its buckets, retries a little in-call (CLI)
+    intake: Intake
+    setups: accounts.SetupCache
+    worker: Worker | None = None  # when this process runs one
+    extras: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def sessions(self):  # type: ignore[no-untyped-def]
+        return self.store.sessions
+
+    @property
+    def engine(self):  # type: ignore[no-untyped-def]
+        return self.store.engine
+
+    @property
+    def secret_box(self) -> SecretBox:
+        return self.box
+
+    def forget_location(self, location_id: str | None) -> None:
+        """This process changed a location: drop its cached set-up."""
+        self.setups.forget(location_id)
+
+    def wake(self, lane: str | None = None) -> None:
+        worker = self.worker
+        if worker is not None:
+            worker.wake(lane)
 
 
 @contextlib.asynccontextmanager
@@ -127,11 +124,19 @@ async def open_resources(settings: Settings, *, with_worker: bool) -> AsyncItera
     from castbridge.store.installations import StoreTokenStore
 
     webhook_keys = load_webhook_keys(settings.ghl_webhook_keys)
-    async with open_store(settings) as store, contextlib.AsyncExitStack() as stack:
-        cast_http = await stack.enter_async_context(
+    defaults = load_defaults(settings)
+    if not settings.ghl_require_signature:
+        log.warning(
+            "signature_checks_off",
+            hint="GHL_REQUIRE_SIGNATURE=false: anyone can post webhooks; local testing only",
+        )
+    async with open_store(settings) as opened, contextlib.AsyncExitStack() as stack:
+        store = opened.store
+        timeout = max(d.timeout_seconds for d in defaults.values())
+        gateway_http = await stack.enter_async_context(
             httpx2.AsyncClient(
-                timeout=httpx2.Timeout(settings.cast_timeout_seconds, connect=5.0),
-                limits=httpx2.Limits(max_connections=100, max_keepalive_connections=50),
+                timeout=httpx2.Timeout(timeout, connect=5.0),
+                limits=httpx2.Limits(max_connections=200, max_keepalive_connections=100),
             )
         )
         ghl_http = await stack.enter_async_context(
@@ -140,26 +145,59 @@ async def open_resources(settings: Settings, *, with_worker: bool) -> AsyncItera
                 limits=httpx2.Limits(max_connections=100, max_keepalive_connections=50),
             )
         )
-        ghl = GHLClient.from_settings(
-            settings, ghl_http, StoreTokenStore(store.sessions, store.secret_box)
+        pacer = _pacer(settings, store)
+        waiting = BlockingPacer(pacer)
+        ghl_jobs = GHLClient.from_settings(
+            settings, ghl_http, StoreTokenStore(store.sessions, opened.box), pacer=pacer
         )
-        # The worker keeps its own persisted backoff, so one HTTP try per job attempt; the CLI
-        # (`castbridge cast send`) builds its own client with in-call retries instead.
-        cast_accounts = CastAccounts(settings, cast_http, store.secret_box, retries=1)
-        worker = None
-        if with_worker:
-            worker_id = new_worker_id()
-            bridge = Bridge(settings, store.sessions, cast_accounts, ghl, worker_id=worker_id)
-            worker = Worker(settings, store.sessions, bridge)
-        yield Resources(
+        gateways_jobs = GatewayDirectory(
+            defaults, gateway_http, pacer, opened.box, egress_id=settings.egress_id
+        )
+        await accounts.sync_env_accounts(store, gateways_jobs, opened.box)
+        setups = accounts.SetupCache()
+        intake = Intake(settings, store, gateways_jobs, opened.vault, setups, Spacer())
+        resources = Resources(
             settings=settings,
-            engine=store.engine,
-            sessions=store.sessions,
-            secret_box=store.secret_box,
+            store=store,
+            box=opened.box,
+            vault=opened.vault,
             webhook_keys=webhook_keys,
-            cast_http=cast_http,
+            defaults=defaults,
+            gateway_http=gateway_http,
             ghl_http=ghl_http,
-            ghl=ghl,
-            cast_accounts=cast_accounts,
-            worker=worker,
+            pacer=pacer,
+            ghl=ghl_jobs.with_pacer(waiting),
+            gateways=gateways_jobs.with_pacer(waiting, attempts=3),
+            intake=intake,
+            setups=setups,
         )
+        if with_worker:
+            resources.worker = build_worker(resources, ghl_jobs, gateways_jobs)
+        yield resources
+
+
+def build_worker(resources: Resources, ghl: GHLClient, gateways: GatewayDirectory) -> Worker:
+    """The worker and its handlers, over the refusing (non-waiting) pacer."""
+    from castbridge import maintenance
+    from castbridge.installs import minting
+    from castbridge.outbound import probe
+    from castbridge.outbound.runtime import Runtime
+    from castbridge.worker import new_worker_id
+    from castbridge.worker.dispatch import Dispatcher
+
+    runtime = Runtime(
+        settings=resources.settings,
+        store=resources.store,
+        gateways=gateways,
+        ghl=ghl,
+        vault=resources.vault,
+        box=resources.box,
+        worker_id=new_worker_id(),
+    )
+    dispatcher = Dispatcher(
+        runtime,
+        {**minting.HANDLERS, "probe": probe.probe, "prune": maintenance.prune},
+    )
+    from castbridge.worker import Worker
+
+    return Worker(resources.settings, resources.store, dispatcher)

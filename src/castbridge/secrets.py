@@ -1,8 +1,11 @@
-"""Encryption at rest for tokens and gateway keys: Fernet with MultiFernet key rotation."""
+"""Encryption at rest: tokens, gateway keys and phone numbers (Fernet, MultiFernet rotation)."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -92,3 +95,42 @@ def _local_key(data_dir: Path) -> str:
         hint="back this file up with the database; set CASTBRIDGE_SECRET_KEYS in production",
     )
     return key
+
+
+@dataclass(frozen=True, slots=True)
+class SealedPhone:
+    """A phone number as it is stored: encrypted, a keyed hash to find it by, a masked form
+    to show. `e164` says the number was valid (the hash exists only then)."""
+
+    enc: str
+    hash: str | None
+    masked: str
+    e164: bool
+
+
+class PhoneVault:
+    """Phone numbers at rest: Fernet-encrypted, matched through an HMAC blind index."""
+
+    def __init__(self, box: SecretBox, index_key: bytes) -> None:
+        self._box = box
+        self._index_key = index_key
+
+    def hash(self, e164: str) -> str:
+        return hmac.new(self._index_key, e164.encode("utf-8"), hashlib.sha256).hexdigest()
+
+    def seal(self, value: str, *, e164: bool) -> SealedPhone:
+        from castbridge.logging import mask_phone
+
+        return SealedPhone(
+            enc=self._box.encrypt(value),
+            hash=self.hash(value) if e164 else None,
+            masked=mask_phone(value)[:24],
+            e164=e164,
+        )
+
+    def open(self, enc: str) -> str:
+        return self._box.decrypt(enc)
+
+    def encrypt(self, value: str) -> str:
+        """Any other personal data kept whole (raw webhook bodies, exported lists)."""
+        return self._box.encrypt(value)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from castbridge.config import ConfigError, Settings, load_settings
+from castbridge.config import ConfigError, Settings, async_database_url, load_settings
+from castbridge.gateways.registry import load_defaults
 
 
 def test_documented_environment_names_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -25,27 +26,33 @@ def test_documented_environment_names_are_read(monkeypatch: pytest.MonkeyPatch) 
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    settings = load_settings(_env_file=None)
+    settings = load_settings(_env_file=None, env_file=None)
     assert settings.database_url == "sqlite+aiosqlite:////tmp/x.db"
     assert (settings.host, settings.port) == ("0.0.0.0", 9000)
     assert settings.public_url == "https://bridge.example.com"
-    assert settings.cast_api_key is not None
-    assert settings.cast_api_key.get_secret_value() == "cast_" + "a" * 64
-    assert settings.cast_rate_limit == 5.0
-    assert settings.cast_channel == "sim"
     assert settings.ghl_require_signature is False
+    cast = load_defaults(settings)["cast"]
+    assert cast.api_key is not None
+    assert cast.api_key.get_secret_value() == "cast_" + "a" * 64
+    assert (cast.api_url, cast.sender_id) == ("http://127.0.0.1:1234", "CASTBRIDGE")
+    assert cast.rate_limit == 5.0  # type: ignore[attr-defined]
+    assert cast.channel == "sim"  # type: ignore[attr-defined]
 
 
 def test_defaults_are_safe() -> None:
     """Defaults: loopback, port 8080, embedded SQLite, signatures required, 450-char cap."""
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, env_file=None)  # type: ignore[call-arg]
     assert settings.host == "127.0.0.1"
     assert settings.port == 8080
     assert settings.uses_embedded_database
     assert settings.effective_database_url.startswith("sqlite+aiosqlite:///")
     assert settings.ghl_require_signature is True
-    assert settings.cast_api_url == "https://api.cast.ph"
-    assert settings.cast_max_chars == 450
+    assert settings.ghl_accept_legacy_rsa is False  # its sunset date has passed
+    assert settings.webhook_max_age_seconds is None  # never refuse HighLevel's retries
+    assert settings.default_account_locations == "*"
+    cast = load_defaults(settings)["cast"]
+    assert cast.api_url == "https://api.cast.ph"
+    assert cast.max_chars == 450  # type: ignore[attr-defined]
     assert settings.ghl_api_url == "https://services.leadconnectorhq.com"
 
 
@@ -56,7 +63,7 @@ def test_each_bad_value_gets_one_line_naming_the_variable(
     monkeypatch.setenv("CAST_RATE_LIMIT", "fast")
     monkeypatch.setenv("CAST_CHANNEL", "pigeon")
     with pytest.raises(ConfigError) as caught:
-        load_settings(_env_file=None)
+        load_defaults(load_settings(_env_file=None, env_file=None))
     lines = str(caught.value).splitlines()
     assert len(lines) == 2
     assert any(line.startswith("CAST_RATE_LIMIT: ") for line in lines)
@@ -71,8 +78,11 @@ def test_secret_keys_required_off_sqlite() -> None:
 
 def test_secrets_are_masked_in_repr() -> None:
     """SecretStr keeps keys out of repr() and therefore out of tracebacks."""
-    settings = Settings(_env_file=None, cast_api_key="cast_" + "b" * 64)  # type: ignore[call-arg]
-    assert "bbbb" not in repr(settings)
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None, env_file=None, gateway_settings={"cast": {"api_key": "cast_" + "b" * 64}}
+    )
+    defaults = load_defaults(settings)
+    assert "bbbb" not in repr(defaults["cast"])
 
 
 @pytest.mark.parametrize(
@@ -84,3 +94,40 @@ def test_malformed_values_rejected(monkeypatch: pytest.MonkeyPatch, name: str, v
     monkeypatch.setenv(name, value)
     with pytest.raises(ConfigError, match=name):
         load_settings(_env_file=None)
+
+
+@pytest.mark.parametrize(
+    ("pasted", "expected"),
+    [
+        ("sqlite:///data/cb.db", "sqlite+aiosqlite:///data/cb.db"),
+        ("postgres://u:p@db:5432/cb", "postgresql+asyncpg://u:p@db:5432/cb"),
+        ("postgresql://u@db/cb", "postgresql+asyncpg://u@db/cb"),
+        ("postgresql+asyncpg://u@db/cb", "postgresql+asyncpg://u@db/cb"),
+    ],
+)
+def test_database_urls_people_paste_map_to_async_drivers(pasted: str, expected: str) -> None:
+    """sqlite:///, postgres:// and postgresql:// all work (they used to fail deep in SQLAlchemy
+    with a traceback about a sync driver)."""
+    assert async_database_url(pasted) == expected
+
+
+def test_unsupported_database_url_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Anything else is one line naming the variable, not a traceback."""
+    monkeypatch.setenv("CASTBRIDGE_DATABASE_URL", "mysql://u@db/cb")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(_env_file=None)
+    assert str(caught.value).startswith("CASTBRIDGE_DATABASE_URL: ")
+    assert len(str(caught.value).splitlines()) == 1
+
+
+def test_default_account_locations(monkeypatch: pytest.MonkeyPatch) -> None:
+    """'*' lets every location use the operator's default account, a list only those
+    locations or companies, an empty value nobody."""
+    every = Settings(_env_file=None, env_file=None)  # type: ignore[call-arg]
+    listed = Settings(_env_file=None, env_file=None, default_account_locations="locA, coB")  # type: ignore[call-arg]
+    nobody = Settings(_env_file=None, env_file=None, default_account_locations="")  # type: ignore[call-arg]
+    assert every.default_account_allowed("any", None)
+    assert listed.default_account_allowed("locA", None)
+    assert listed.default_account_allowed("locX", "coB")
+    assert not listed.default_account_allowed("locX", "coX")
+    assert not nobody.default_account_allowed("locA", "coB")

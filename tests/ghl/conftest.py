@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from castbridge.ghl.auth import GrantKey, TokenProvider
 from castbridge.ghl.client import GHLClient
 from castbridge.ghl.models import LocationTokenResponse, TokenResponse
-from castbridge.ratelimit import KeyedLimiter
+from castbridge.limits import Limit, LocalPacer
 from castbridge.sandbox.ghl import GHLSandbox, GHLSandboxConfig, create_ghl_sandbox
 from castbridge.sandbox.server import serve_app
 from castbridge.secrets import SecretBox
@@ -100,8 +100,10 @@ class GHLStack:
     provider: TokenProvider
     store: installations.StoreTokenStore
     sessions: async_sessionmaker[AsyncSession]
-    limiter: KeyedLimiter
+    pacer: LocalPacer
+    limit: Limit
     box: SecretBox
+    database_url: str
 
     @property
     def location_id(self) -> str:
@@ -115,7 +117,8 @@ class GHLStack:
             client_id=cfg.client_id,
             client_secret=cfg.client_secret,
             token_provider=provider or self.provider,
-            limiter=self.limiter,
+            pacer=self.pacer,
+            limit=self.limit,
         )
 
     async def install(
@@ -181,8 +184,8 @@ async def start_stack(
             sessions = create_sessionmaker(engine)
             store = installations.StoreTokenStore(sessions, secret_box)
             provider = TokenProvider(store, poll_interval=0.02)
-            # Pacing is the rate limiter's own concern; here it must not slow the tests.
-            limiter = KeyedLimiter(10_000.0, burst=10_000.0)
+            # Pacing is the pacer's own concern; here it must not slow the tests.
+            pacer, limit = LocalPacer(), Limit(10_000.0, 10_000.0)
             cfg = running.sandbox.config
             client = GHLClient(
                 http,
@@ -190,7 +193,8 @@ async def start_stack(
                 client_id=cfg.client_id,
                 client_secret=cfg.client_secret,
                 token_provider=provider,
-                limiter=limiter,
+                pacer=pacer,
+                limit=limit,
             )
             return GHLStack(
                 running.sandbox,
@@ -200,8 +204,10 @@ async def start_stack(
                 provider,
                 store,
                 sessions,
-                limiter,
+                pacer,
+                limit,
                 secret_box,
+                engine.url.render_as_string(hide_password=False),
             )
 
         yield start

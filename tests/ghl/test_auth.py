@@ -58,9 +58,9 @@ class CountingStore(installations.StoreTokenStore):
     lost_leases = 0
 
     async def try_lease(
-        self, grant_id: int, token_version: int, until: datetime, now: datetime
+        self, grant_id: int, token_version: int, until: datetime, now: datetime, owner: str
     ) -> bool:
-        won = await super().try_lease(grant_id, token_version, until, now)
+        won = await super().try_lease(grant_id, token_version, until, now, owner)
         if not won:
             self.lost_leases += 1
         return won
@@ -72,7 +72,7 @@ async def test_two_processes_on_one_database_refresh_once(
     """Two token providers on separate engines (separate locks) race; still ONE refresh."""
     ghl = await start_stack(token_latency=0.2)
     await ghl.install(expires_in=EXPIRED)
-    engines = [create_engine(settings.effective_database_url) for _ in range(2)]
+    engines = [create_engine(ghl.database_url) for _ in range(2)]
     try:
         stores = [CountingStore(create_sessionmaker(engine), ghl.box) for engine in engines]
         clients = [ghl.make_client(TokenProvider(store, poll_interval=0.02)) for store in stores]
@@ -96,7 +96,9 @@ async def test_crashed_lease_holder_is_taken_over(ghl: GHLStack) -> None:
     await ghl.install(expires_in=EXPIRED)
     info = await ghl.grant()
     now = datetime.now(UTC)
-    assert await ghl.store.try_lease(info.id, info.token_version, now + timedelta(seconds=0.4), now)
+    assert await ghl.store.try_lease(
+        info.id, info.token_version, now + timedelta(seconds=0.4), now, "crashed-process"
+    )
     started = time.monotonic()
     await ghl.client.find_contact_by_phone(ghl.location_id, PHONE)
     assert time.monotonic() - started >= 0.3
@@ -215,12 +217,23 @@ async def test_company_token_is_refreshed_like_a_location_token(ghl: GHLStack) -
 async def test_tokens_are_never_plaintext_in_the_database(
     ghl: GHLStack, engine: AsyncEngine, settings: Settings
 ) -> None:
-    """The SQLite file (and its WAL) never contains an access or refresh token in the clear."""
+    """The SQLite file (and its WAL), or every row on PostgreSQL, never contains an access or
+    refresh token in the clear."""
     first = await ghl.install(expires_in=EXPIRED)
     await ghl.client.find_contact_by_phone(ghl.location_id, PHONE)  # refresh: a second pair
     grant = await ghl.store.load_grant(ghl.key())
     assert grant is not None
     secrets = [first.access_token, first.refresh_token, grant.access_token, grant.refresh_token]
+    if engine.dialect.name == "postgresql":
+        from sqlalchemy import text
+
+        async with engine.connect() as connection:
+            rows = (await connection.execute(text("SELECT i::text FROM installations i"))).all()
+        dump = "".join(row[0] for row in rows).encode()
+        assert dump
+        for secret in secrets:
+            assert secret and secret.encode() not in dump
+        return
     database = Path(settings.effective_database_url.split("///", 1)[1])
     files = [path for path in database.parent.glob(database.name + "*") if path.is_file()]
     assert database in files

@@ -14,7 +14,7 @@ from castbridge.ghl import errors
 from castbridge.ghl.auth import TokenProvider
 from castbridge.ghl.client import GHLClient, app_id_from_client_id
 from castbridge.ghl.models import StatusErrorDetail
-from castbridge.ratelimit import KeyedLimiter
+from castbridge.limits import BlockingPacer, Limit, LocalPacer, Throttled
 from castbridge.store import installations
 from tests.ghl.conftest import EXPIRED, REDIRECT_URI, GHLStack, StackStarter
 from tests.openapi_check import OpenAPIChecker
@@ -54,7 +54,8 @@ async def test_wrong_client_secret_is_refused(ghl: GHLStack) -> None:
         client_id=cfg.client_id,
         client_secret="wrong-secret",
         token_provider=ghl.provider,
-        limiter=ghl.limiter,
+        pacer=ghl.pacer,
+        limit=ghl.limit,
     )
     code = ghl.sandbox.issue_code(redirect_uri=REDIRECT_URI)
     with pytest.raises(errors.PermanentRequestError) as caught:
@@ -200,9 +201,10 @@ async def test_429_maps_to_rate_limited_and_pauses_location(start_stack: StackSt
     assert caught.value.retryable
     assert caught.value.retry_after == pytest.approx(0.4)
     assert ghl.sandbox.rate_limited[ghl.location_id] == 1
-    started = time.monotonic()
-    await ghl.limiter.acquire(ghl.location_id)
-    assert time.monotonic() - started >= 0.3  # the bucket waited out the window
+    with pytest.raises(Throttled) as paused:  # the bucket is paused for the window
+        await ghl.pacer.take(f"ghl:{ghl.location_id}", ghl.limit)
+    assert paused.value.wait >= 0.3
+    await asyncio.sleep(paused.value.wait)
     await ghl.client.find_contact_by_phone(ghl.location_id, PHONE)  # and then it works again
 
 
@@ -241,7 +243,8 @@ async def test_network_error_maps_to_unavailable(ghl: GHLStack) -> None:
             client_id=cfg.client_id,
             client_secret=cfg.client_secret,
             token_provider=ghl.provider,
-            limiter=ghl.limiter,
+            pacer=ghl.pacer,
+            limit=ghl.limit,
         )
         with pytest.raises(errors.UnavailableError) as caught:
             await client.find_contact_by_phone(ghl.location_id, PHONE)
@@ -339,7 +342,8 @@ async def test_client_paces_calls_per_location(ghl: GHLStack) -> None:
         client_id=ghl.sandbox.config.client_id,
         client_secret=ghl.sandbox.config.client_secret,
         token_provider=ghl.provider,
-        limiter=KeyedLimiter(5.0, burst=1.0),
+        pacer=BlockingPacer(LocalPacer()),
+        limit=Limit(5.0, 1.0),
     )
     started = time.monotonic()
     for _ in range(3):
@@ -347,14 +351,34 @@ async def test_client_paces_calls_per_location(ghl: GHLStack) -> None:
     assert time.monotonic() - started >= 0.35
 
 
+async def test_worker_pacing_refuses_before_sending(ghl: GHLStack) -> None:
+    """With the worker's non-waiting pacer an empty location bucket raises Throttled and
+    nothing reaches HighLevel: the job is rescheduled instead of holding a slot."""
+    await ghl.install()
+    client = ghl.make_client().with_pacer(LocalPacer())
+    client = GHLClient(
+        ghl.http,
+        base_url=ghl.url,
+        client_id=ghl.sandbox.config.client_id,
+        client_secret=ghl.sandbox.config.client_secret,
+        token_provider=ghl.provider,
+        pacer=LocalPacer(),
+        limit=Limit(1.0, 1.0),
+    )
+    await client.find_contact_by_phone(ghl.location_id, PHONE)
+    before = ghl.sandbox.requests[ghl.location_id]
+    with pytest.raises(Throttled):
+        await client.find_contact_by_phone(ghl.location_id, PHONE)
+    assert ghl.sandbox.requests[ghl.location_id] == before
+
+
 async def test_from_settings_and_missing_credentials(ghl: GHLStack, settings: object) -> None:
     """from_settings builds a working client; without GHL credentials token calls refuse."""
     from castbridge.config import Settings
 
     assert isinstance(settings, Settings)
-    client = GHLClient.from_settings(settings, ghl.http, ghl.store)
+    client = GHLClient.from_settings(settings, ghl.http, ghl.store, pacer=LocalPacer())
     assert isinstance(client.token_provider, TokenProvider)
-    assert client.limiter.rate == settings.ghl_rate_limit
     with pytest.raises(errors.PermanentRequestError, match="GHL_CLIENT_ID"):
         await client.exchange_code("code", REDIRECT_URI)
 

@@ -24,6 +24,8 @@ def response(
     request = httpx2.Request("POST", "https://services.leadconnectorhq.com/x")
     if body is None:
         return httpx2.Response(status, headers=headers, request=request)
+    if isinstance(body, str):  # a proxy's or WAF's HTML page
+        return httpx2.Response(status, content=body.encode(), headers=headers, request=request)
     return httpx2.Response(status, json=body, headers=headers, request=request)
 
 
@@ -53,8 +55,15 @@ CASES: list[tuple[int, Any, Endpoint, bool, type[errors.GHLError], bool]] = [
      errors.NeedsReinstallError, False),
     (401, {"error": "Unauthorized", "message": "refresh token expired"}, OAUTH_TOKEN, True,
      errors.NeedsReinstallError, False),
+    # Only a dead refresh token means "reinstall" (ghl.md §6.3, corrected): any other refusal
+    # of a refresh is retried with an alert instead of locking the location out.
     (401, {"error": "invalid_client", "message": "bad client"}, OAUTH_TOKEN, True,
-     errors.PermanentRequestError, False),
+     errors.RefreshFailedError, True),
+    (403, {"message": "Forbidden"}, OAUTH_TOKEN, True, errors.RefreshFailedError, True),
+    (400, "<html>Request blocked</html>", OAUTH_TOKEN, True, errors.RefreshFailedError, True),
+    (422, {"message": ["refresh_token should not be empty"]}, OAUTH_TOKEN, True,
+     errors.RefreshFailedError, True),
+    (502, "<html>Bad gateway</html>", OAUTH_TOKEN, True, errors.UnavailableError, True),
     (400, {"error": "invalid_grant", "message": "code used"}, OAUTH_TOKEN, False,
      errors.PermanentRequestError, False),
     (401, {"error": "invalid_client", "message": "bad client"}, OAUTH_TOKEN, False,

@@ -19,24 +19,28 @@ def test_committed_rows_survive_sigkill(tmp_path: Path) -> None:
     script = textwrap.dedent(
         f"""
         import asyncio, sys
-        from castbridge.store.db import create_engine, create_sessionmaker
-        from castbridge.store import migrate, repository as repo
+        from datetime import UTC, datetime
+        from castbridge.secrets import PhoneVault, SecretBox
+        from castbridge.store.db import Store, create_engine
+        from castbridge.store import jobs, messages, migrate
+        from cryptography.fernet import Fernet
 
         async def main():
             engine = create_engine("sqlite+aiosqlite:///{db}")
             await migrate.upgrade(engine)
-            sessions = create_sessionmaker(engine)
+            store = Store(engine)
+            vault = PhoneVault(SecretBox([Fernet.generate_key().decode()]), b"k" * 32)
             n = 0
             while True:
-                async with sessions.begin() as session:
-                    await repo.insert_message_with_job(
+                async with store.write() as session:
+                    await messages.insert_with_job(
                         session,
-                        repo.NewMessage(
+                        messages.NewMessage(
                             ghl_message_id=f"m-{{n}}", location_id="l", contact_id=None,
-                            phone_raw="+639171234567", phone_e164="+639171234567", text="t",
+                            phone=vault.seal("+639171234567", e164=True), text="t",
                             attachments=[], encoding="GSM-7", parts_estimate=1, status="queued",
                         ),
-                        repo.NewJob("send", repo.utcnow(), {{}}),
+                        jobs.NewJob("send", "send", datetime.now(UTC)),
                     )
                 n += 1
                 with open("{progress}", "w") as fh:

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from castbridge.ghl.auth import GrantKey
 from castbridge.ghl.models import LocationTokenResponse, TokenResponse
 from castbridge.secrets import SecretBox
-from castbridge.store import installations
+from castbridge.store import events, installations
 from castbridge.store.db import create_sessionmaker
 from castbridge.store.models import Installation
 from tests.conftest import TEST_FERNET_KEY
@@ -241,10 +241,10 @@ async def test_oauth_state_concurrent_consumers_one_wins(
 async def test_remember_webhook_detects_replays(sessions: async_sessionmaker[AsyncSession]) -> None:
     """The first webhookId is new, the same id again is a replay."""
     async with sessions.begin() as session:
-        assert await installations.remember_webhook(session, "wh_1", "INSTALL") is True
+        assert await events.remember_webhook(session, "wh_1", "INSTALL") is True
     async with sessions.begin() as session:
-        assert await installations.remember_webhook(session, "wh_1", "INSTALL") is False
-        assert await installations.remember_webhook(session, "wh_2", "UNINSTALL") is True
+        assert await events.remember_webhook(session, "wh_1", "INSTALL") is False
+        assert await events.remember_webhook(session, "wh_2", "UNINSTALL") is True
 
 
 async def test_prune_seen_webhooks_after_seven_days(
@@ -253,22 +253,22 @@ async def test_prune_seen_webhooks_after_seven_days(
     """Ids older than 7 days are pruned, recent ones kept."""
     now = datetime.now(UTC)
     async with sessions.begin() as session:
-        await installations.remember_webhook(session, "old", "x", now=now - timedelta(days=8))
-        await installations.remember_webhook(session, "new", "x", now=now - timedelta(days=1))
+        await events.remember_webhook(session, "old", "x", now=now - timedelta(days=8))
+        await events.remember_webhook(session, "new", "x", now=now - timedelta(days=1))
     async with sessions.begin() as session:
-        assert await installations.prune_seen_webhooks(session, now=now) == 1
-        assert await installations.remember_webhook(session, "new", "x") is False
-        assert await installations.remember_webhook(session, "old", "x") is True
+        assert await events.prune_seen_webhooks(session, now=now) == 1
+        assert await events.remember_webhook(session, "new", "x") is False
+        assert await events.remember_webhook(session, "old", "x") is True
 
 
 async def test_audit_rows(sessions: async_sessionmaker[AsyncSession]) -> None:
     """Audit rows are kept with their detail and listed newest first."""
     async with sessions.begin() as session:
-        await installations.add_audit(session, "install", location_id="L1", detail={"by": "x"})
-        await installations.add_audit(session, "uninstall", location_id="L1", company_id="C1")
-        await installations.add_audit(session, "install", location_id="L2")
+        await events.add_audit(session, "install", location_id="L1", detail={"by": "x"})
+        await events.add_audit(session, "uninstall", location_id="L1", company_id="C1")
+        await events.add_audit(session, "install", location_id="L2")
     async with sessions() as session:
-        rows = await installations.list_audit(session, location_id="L1")
+        rows = await events.list_audit(session, location_id="L1")
     assert [row.action for row in rows] == ["uninstall", "install"]
     assert rows[1].detail == {"by": "x"}
 
@@ -284,13 +284,15 @@ async def test_lease_is_conditional(
     store = installations.StoreTokenStore(sessions, secret_box)
     now = datetime.now(UTC)
     soon = now + timedelta(seconds=30)
-    assert await store.try_lease(info.id, info.token_version, soon, now) is True
-    assert await store.try_lease(info.id, info.token_version, soon, now) is False
-    assert await store.try_lease(info.id, info.token_version + 1, soon, now) is False
+    assert await store.try_lease(info.id, info.token_version, soon, now, "a") is True
+    assert await store.try_lease(info.id, info.token_version, soon, now, "b") is False
+    assert await store.try_lease(info.id, info.token_version + 1, soon, now, "b") is False
     after_expiry = soon + timedelta(seconds=1)
-    assert await store.try_lease(info.id, info.token_version, soon, after_expiry) is True
-    await store.release_lease(info.id)
-    assert await store.try_lease(info.id, info.token_version, soon, now) is True
+    assert await store.try_lease(info.id, info.token_version, soon, after_expiry, "b") is True
+    await store.release_lease(info.id, "a")  # no longer a's lease: nothing happens
+    assert await store.try_lease(info.id, info.token_version, soon, now, "c") is False
+    await store.release_lease(info.id, "b")
+    assert await store.try_lease(info.id, info.token_version, soon, now, "c") is True
 
 
 async def test_save_refreshed_is_compare_and_swap(
@@ -301,7 +303,9 @@ async def test_save_refreshed_is_compare_and_swap(
     store = installations.StoreTokenStore(sessions, secret_box)
     fresh = LOCATION.model_copy(update={"access_token": "new-at", "refresh_token": "new-rt"})
     now = datetime.now(UTC)
-    assert await store.try_lease(info.id, info.token_version, now + timedelta(seconds=30), now)
+    assert await store.try_lease(
+        info.id, info.token_version, now + timedelta(seconds=30), now, "me"
+    )
     saved = await store.save_refreshed(info.id, info.token_version, fresh, now)
     assert saved is not None
     assert saved.token_version == info.token_version + 1
@@ -312,7 +316,9 @@ async def test_save_refreshed_is_compare_and_swap(
     assert grant is not None
     assert grant.access_token == "new-at"
     # The lease was cleared by the save.
-    assert await store.try_lease(info.id, saved.token_version, now + timedelta(seconds=1), now)
+    assert await store.try_lease(
+        info.id, saved.token_version, now + timedelta(seconds=1), now, "me"
+    )
 
 
 async def test_mark_paused_and_needs_reinstall(

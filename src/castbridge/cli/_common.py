@@ -9,6 +9,7 @@ from typing import Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from castbridge.config import ConfigError, Settings, load_settings
@@ -43,6 +44,12 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 
+def _cell(value: Any) -> str:
+    # Cell text comes from outside (a contact phone like "[/x]", a gateway's error text):
+    # rich would read it as markup and crash or restyle the table.
+    return "" if value is None else escape(str(value))
+
+
 def emit(
     rows: Sequence[dict[str, Any]], *, as_json: bool, title: str | None = None, single: bool = False
 ) -> None:
@@ -56,12 +63,12 @@ def emit(
         table.add_column("field", style="bold")
         table.add_column("value")
         for key, value in rows[0].items():
-            table.add_row(key, "" if value is None else str(value))
+            table.add_row(escape(key), _cell(value))
     else:
         table = Table(title=title)
         columns = list(rows[0].keys()) if rows else []
         for column in columns:
-            table.add_column(column)
+            table.add_column(escape(column))
         for row in rows:
-            table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
+            table.add_row(*(_cell(row.get(c)) for c in columns))
     console.print(table)

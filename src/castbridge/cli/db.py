@@ -22,7 +22,7 @@ def upgrade() -> None:
         engine = create_engine(settings.effective_database_url)
         try:
             before = await migrate.current_revision(engine)
-            await migrate.upgrade(engine)
+            await migrate.upgrade(engine, secret_box=load_secret_box(settings))
             return before, await migrate.current_revision(engine)
         finally:
             await engine.dispose()
@@ -63,18 +63,20 @@ def rotate(
     execute: bool = typer.Option(False, "--execute", help="Write the changes (default: dry run)."),
 ) -> None:
     """Re-encrypt every stored secret under the first key in CASTBRIDGE_SECRET_KEYS."""
-    from castbridge.store.repository import rotate_secrets
+    from castbridge.resources import open_store
+    from castbridge.store.rotation import rotate_all
 
     settings = settings_or_exit()
-    box = load_secret_box(settings)
 
     async def _go() -> int:
-        engine = create_engine(settings.effective_database_url)
-        try:
-            await migrate.upgrade(engine)
-            return await rotate_secrets(engine, box, dry_run=not execute)
-        finally:
-            await engine.dispose()
+        async with open_store(settings) as opened:
+            async with opened.store.sessions() as session:
+                count = await rotate_all(session, opened.box)
+                if execute:
+                    await session.commit()
+                else:
+                    await session.rollback()
+            return count
 
     count = run(_go())
     verb = "re-encrypted" if execute else "would re-encrypt (dry run; add --execute)"

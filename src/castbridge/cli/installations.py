@@ -1,4 +1,4 @@
-"""`castbridge installations list`: which locations and agencies have installed the app."""
+"""`castbridge installations list|reset`: which locations and agencies installed the app."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import typer
 
-from castbridge.cli._common import JsonOption, emit, run, settings_or_exit
+from castbridge.cli._common import JsonOption, emit, fail, run, settings_or_exit
 from castbridge.resources import open_store
 from castbridge.store import installations as store
 
@@ -36,3 +36,26 @@ def list_installations(as_json: bool = JsonOption) -> None:
             ]
 
     emit(run(_go()), as_json=as_json, title="installations")
+
+
+@app.command("reset")
+def reset(location_id: str) -> None:
+    """Clear a wrong `needs_reinstall` (or pause, or disable) of a location whose tokens were
+    kept: the next HighLevel call tries its refresh token again.
+
+    Usage: castbridge installations reset LOCATION_ID
+    """
+    settings = settings_or_exit()
+
+    async def _go() -> bool:
+        async with open_store(settings) as opened, opened.store.write() as session:
+            done = await store.reset_needs_reinstall(session, location_id)
+            if done:
+                from castbridge.store import events
+
+                await events.add_audit(session, "installation_reset", location_id=location_id)
+            return done
+
+    if not run(_go()):
+        fail(f"location {location_id} has no kept tokens to reset (reinstall it instead)")
+    typer.echo(f"installation of {location_id} is active again")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -30,13 +31,26 @@ from castbridge.ghl.errors import (
     UnavailableError,
 )
 from castbridge.ghl.models import LocationTokenResponse, TokenResponse, UserType
+from castbridge.limits import Limit, Pacer
 from castbridge.logging import get_logger
-from castbridge.ratelimit import KeyedLimiter
 
 log = get_logger(__name__)
 
 REFRESH_MARGIN = timedelta(minutes=5)
 LEASE_DURATION = timedelta(seconds=30)
+
+
+def bucket_for(resource_id: str) -> str:
+    """The rate-limit bucket of one HighLevel location or company (shared by every process)."""
+    return f"ghl:{resource_id}"
+
+
+def lease_for(timeout_seconds: float) -> timedelta:
+    """A refresh lease that outlives the worst-case refresh call (pool wait, connect, write and
+    read each up to the timeout), so a slow refresh never loses its lease to a second one."""
+    return timedelta(seconds=4 * timeout_seconds + 10)
+
+
 PAUSE_DURATION = timedelta(hours=1)
 
 
@@ -90,7 +104,7 @@ class TokenStore(Protocol):
         ...
 
     async def try_lease(
-        self, grant_id: int, token_version: int, until: datetime, now: datetime
+        self, grant_id: int, token_version: int, until: datetime, now: datetime, owner: str
     ) -> bool:
         """Take the refresh lease iff the row is still at `token_version` and unleased (or the
         lease expired). One conditional UPDATE; True when this caller got it."""
@@ -107,7 +121,9 @@ class TokenStore(Protocol):
         if the row is still at `token_version`; None when it moved on."""
         ...
 
-    async def release_lease(self, grant_id: int) -> None: ...
+    async def release_lease(self, grant_id: int, owner: str) -> None:
+        """Clear the lease only if `owner` still holds it."""
+        ...
 
     async def mark_needs_reinstall(self, grant_id: int, token_version: int, reason: str) -> None:
         """Only if still at `token_version`: a reinstall meanwhile must not be clobbered."""
@@ -150,6 +166,7 @@ class TokenProvider:
         self._store = store
         self._margin = refresh_margin
         self._lease = lease_duration
+        self._owner = uuid.uuid4().hex
         self._pause = pause_duration
         self._poll = poll_interval
         self._clock = clock
@@ -213,7 +230,9 @@ class TokenProvider:
             deadline = time.monotonic() + self._lease.total_seconds() + 5.0
             while True:
                 now = self._clock()
-                if await self._store.try_lease(grant.id, seen_version, now + self._lease, now):
+                if await self._store.try_lease(
+                    grant.id, seen_version, now + self._lease, now, self._owner
+                ):
                     break
                 # Another process holds the lease: wait for its new row (or its lease to lapse).
                 if time.monotonic() > deadline:
@@ -248,7 +267,7 @@ class TokenProvider:
                 retry_after=self._pause.total_seconds(),
             ) from None
         except BaseException:
-            await asyncio.shield(self._store.release_lease(grant.id))
+            await asyncio.shield(self._store.release_lease(grant.id, self._owner))
             raise
         saved = await self._store.save_refreshed(
             grant.id, grant.token_version, tokens, self._clock()
@@ -277,9 +296,10 @@ class TokenProvider:
 class LocationAuth(httpx2.Auth):
     """httpx2 auth flow: bearer for one grant; on 401 refresh once (single-flight), resend once.
 
-    It also takes a token from the grant's rate-limit bucket before every attempt, so the
-    resend counts against HighLevel's 100 requests / 10 s as well. A 403 is passed through
-    untouched: it is never a token problem (ghl.md §8); neither is a 401 that says "No
+    It also takes a token from the grant's rate-limit bucket (`ghl:<resource id>`) before every
+    attempt, so the resend counts against HighLevel's 100 requests / 10 s as well; with a
+    non-waiting pacer an empty bucket raises `Throttled` before anything is sent. A 403 is
+    passed through untouched: it is never a token problem (ghl.md §8); neither is a 401 that says "No
     conversation provider found", the form that window took before HighLevel moved it to 403.
     """
 
@@ -288,16 +308,18 @@ class LocationAuth(httpx2.Auth):
         provider: TokenProvider,
         key: GrantKey,
         refresher: Refresher,
-        limiter: KeyedLimiter | None = None,
+        pacer: Pacer | None = None,
+        limit: Limit | None = None,
     ) -> None:
         self._provider = provider
         self._key = key
         self._refresher = refresher
-        self._limiter = limiter
+        self._pacer = pacer
+        self._limit = limit
 
     async def _acquire(self) -> None:
-        if self._limiter is not None:
-            await self._limiter.acquire(self._key.resource_id)
+        if self._pacer is not None and self._limit is not None:
+            await self._pacer.take(bucket_for(self._key.resource_id), self._limit)
 
     async def async_auth_flow(
         self, request: httpx2.Request

@@ -16,7 +16,15 @@ import httpx2
 from pydantic import BaseModel, ValidationError
 
 from castbridge.config import Settings
-from castbridge.ghl.auth import BearerAuth, GrantKey, LocationAuth, TokenProvider, TokenStore
+from castbridge.ghl.auth import (
+    BearerAuth,
+    GrantKey,
+    LocationAuth,
+    TokenProvider,
+    TokenStore,
+    bucket_for,
+    lease_for,
+)
 from castbridge.ghl.errors import (
     GHLError,
     PermanentRequestError,
@@ -59,8 +67,8 @@ from castbridge.ghl.versions import (
     UPSERT_CONTACT,
     Endpoint,
 )
+from castbridge.limits import Limit, Pacer
 from castbridge.logging import get_logger
-from castbridge.ratelimit import KeyedLimiter
 
 log = get_logger(__name__)
 
@@ -87,14 +95,16 @@ class GHLClient:
         client_id: str,
         client_secret: str,
         token_provider: TokenProvider,
-        limiter: KeyedLimiter,
+        pacer: Pacer,
+        limit: Limit,
     ) -> None:
         self._http = http
         self._base_url = base_url.rstrip("/")
         self._client_id = client_id
         self._client_secret = client_secret
         self._tokens = token_provider
-        self._limiter = limiter
+        self._pacer = pacer
+        self._limit = limit
 
     @classmethod
     def from_settings(
@@ -103,18 +113,34 @@ class GHLClient:
         http: httpx2.AsyncClient,
         token_store: TokenStore,
         *,
-        limiter: KeyedLimiter | None = None,
+        pacer: Pacer,
     ) -> GHLClient:
         """The client as castbridge runs it: GHL_* settings, a TokenProvider over `token_store`
-        and a per-location limiter at GHL_RATE_LIMIT (burst 10, under 100 requests / 10 s)."""
+        and per-location buckets at GHL_RATE_LIMIT (burst 10, under 100 requests / 10 s)."""
         secret = settings.ghl_client_secret
         return cls(
             http,
             base_url=settings.ghl_api_url,
             client_id=settings.ghl_client_id or "",
             client_secret=secret.get_secret_value() if secret is not None else "",
-            token_provider=TokenProvider(token_store),
-            limiter=limiter or KeyedLimiter(settings.ghl_rate_limit, burst=RATE_LIMIT_BURST),
+            token_provider=TokenProvider(
+                token_store, lease_duration=lease_for(settings.ghl_timeout_seconds)
+            ),
+            pacer=pacer,
+            limit=Limit(settings.ghl_rate_limit, RATE_LIMIT_BURST),
+        )
+
+    def with_pacer(self, pacer: Pacer) -> GHLClient:
+        """The same client (tokens, HTTP pool) pacing through `pacer` instead: the worker's
+        refuses when a bucket is empty, the web app's and the CLI's wait."""
+        return GHLClient(
+            self._http,
+            base_url=self._base_url,
+            client_id=self._client_id,
+            client_secret=self._client_secret,
+            token_provider=self._tokens,
+            pacer=pacer,
+            limit=self._limit,
         )
 
     @property
@@ -122,8 +148,8 @@ class GHLClient:
         return self._tokens
 
     @property
-    def limiter(self) -> KeyedLimiter:
-        return self._limiter
+    def pacer(self) -> Pacer:
+        return self._pacer
 
     def _credentials(self) -> dict[str, str]:
         if not self._client_id or not self._client_secret:
@@ -161,13 +187,17 @@ class GHLClient:
             headers["Version"] = endpoint.version
         auth: httpx2.Auth | None = None
         if location_id is not None:
-            auth = LocationAuth(self._tokens, GrantKey.location(location_id), self, self._limiter)
+            auth = LocationAuth(
+                self._tokens, GrantKey.location(location_id), self, self._pacer, self._limit
+            )
         elif bearer is not None:
             auth = BearerAuth(bearer)
             if company_id is not None:
-                await self._limiter.acquire(company_id)
+                await self._pacer.take(bucket_for(company_id), self._limit)
         elif company_id is not None:
-            auth = LocationAuth(self._tokens, GrantKey.company(company_id), self, self._limiter)
+            auth = LocationAuth(
+                self._tokens, GrantKey.company(company_id), self, self._pacer, self._limit
+            )
         started = time.monotonic()
         try:
             response = await self._http.request(
@@ -203,7 +233,7 @@ class GHLClient:
         if isinstance(error, RateLimitedError) and error.retry_after is not None:
             key = location_id or company_id
             if key is not None:
-                self._limiter.pause(key, error.retry_after)
+                await self._pacer.pause(bucket_for(key), self._limit, error.retry_after)
         raise error
 
     @staticmethod
@@ -303,7 +333,9 @@ class GHLClient:
             page = self._parse(InstalledLocationsPage, response, OAUTH_INSTALLED_LOCATIONS)
             found.extend(page.locations)
             skip += len(page.locations)
-            if len(page.locations) < page_size or (page.count is not None and skip >= page.count):
+            # HighLevel documents no maximum page size (its default is 20), so a page shorter
+            # than asked proves nothing: only `count`, or an empty page, ends the listing.
+            if not page.locations or (page.count is not None and skip >= page.count):
                 break
         return found
 

@@ -8,7 +8,8 @@
     ├── UnavailableError        5xx, timeouts, connection errors; retryable
     ├── UnexpectedResponseError a 2xx that lacks what it must carry (inbound without messageId)
     ├── PermanentRequestError   any other 4xx; not retryable
-    ├── NeedsReinstallError     refresh refused (invalid grant); not retryable
+    ├── NeedsReinstallError     refresh token dead (invalid_grant); not retryable
+    ├── RefreshFailedError      refresh refused otherwise (HTML, other 4xx); retryable
     ├── LocationInactiveError   "Location is not active" from /oauth/token; retry much later
     └── NotInstalledError       no usable installation for the location; not retryable
 
@@ -38,6 +39,7 @@ __all__ = [
     "NotInstalledError",
     "PermanentRequestError",
     "RateLimitedError",
+    "RefreshFailedError",
     "SignatureError",
     "UnavailableError",
     "UnexpectedResponseError",
@@ -52,9 +54,22 @@ DEFAULT_RATE_LIMIT_WAIT = 10.0  # HighLevel's burst window (ghl.md §12)
 MAX_RATE_LIMIT_WAIT = 3600.0
 NOT_DOWNSTREAMED_TEXT = "no conversation provider found"
 LOCATION_INACTIVE_TEXT = "location is not active"
-# /oauth/token codes that mean our client credentials are wrong, not the grant: reinstalling
-# would not help, and marking every location needs_reinstall would be a disaster.
-CLIENT_ERROR_CODES = frozenset({"invalid_client", "unauthorized_client"})
+# Only an answer that says the refresh token itself is dead means "reinstall" (ghl.md §6.3):
+# OAuth's invalid_grant, or a message naming the refresh token. HighLevel's exact texts are
+# **uncertain**; anything else (another 4xx, a proxy's HTML page, a 5xx) is retried with an
+# alert instead, because marking a location needs_reinstall locks it out until a person acts.
+DEAD_GRANT_CODES = frozenset({"invalid_grant"})
+DEAD_GRANT_TEXTS = (
+    "invalid grant",
+    "invalid_grant",
+    "invalid refresh token",
+    "refresh token is invalid",
+    "refresh token expired",
+    "refresh token has expired",
+    "refresh token revoked",
+    "refresh token has been revoked",
+    "refresh token not found",
+)
 
 
 class GHLError(Exception):
@@ -131,6 +146,13 @@ class PermanentRequestError(GHLError):
 
 class NeedsReinstallError(GHLError):
     """The refresh token was refused; only a new install (OAuth grant) can fix the location."""
+
+
+class RefreshFailedError(GHLError):
+    """A refresh that HighLevel refused for a reason other than a dead refresh token (or that
+    came back as an HTML page): retried later with an alert, the grant is kept."""
+
+    retryable = True
 
 
 class LocationInactiveError(GHLError):
@@ -231,10 +253,10 @@ def error_from_response(
     lowered = message.lower()
     if endpoint == OAUTH_TOKEN and 400 <= status < 500 and LOCATION_INACTIVE_TEXT in lowered:
         return LocationInactiveError(message, **kwargs)
-    if refresh and status in (400, 401, 403, 422):
-        if kwargs["code"] in CLIENT_ERROR_CODES:
-            return PermanentRequestError(message, **kwargs)
-        return NeedsReinstallError(message, **kwargs)
+    if refresh and 400 <= status < 500 and status != 429:
+        if kwargs["code"] in DEAD_GRANT_CODES or any(t in lowered for t in DEAD_GRANT_TEXTS):
+            return NeedsReinstallError(message, **kwargs)
+        return RefreshFailedError(message, **kwargs)
     if endpoint == OAUTH_TOKEN and 400 <= status < 500 and status != 429:
         # A refused code or wrong client credentials: no token to refresh, nothing to retry.
         return PermanentRequestError(message, **kwargs)

@@ -222,45 +222,55 @@ class UpsertContactResult(_Response):
 
 # --- webhooks we receive ------------------------------------------------------------------
 
+# Longest id castbridge keys a message by; HighLevel's are 20 characters.
+MAX_ID_CHARS = 64
+
 
 class ProviderOutboundMessage(_Response):
-    """A Delivery URL post (ghl.md §2). Only what an SMS send needs is required."""
+    """A Delivery URL post (ghl.md §2), read leniently.
 
-    contact_id: str | None = Field(None, alias="contactId")
-    location_id: str = Field(alias="locationId")
-    message_id: str = Field(alias="messageId")
-    type: str = "SMS"
-    phone: str = Field(repr=False)
-    message: str = Field("", repr=False)
-    attachments: list[str] = Field(default_factory=list)
-    user_id: str | None = Field(None, alias="userId")
-    reply_to_alt_id: str | None = Field(None, alias="replyToAltId")
-    timestamp: str | None = None
-    webhook_id: str | None = Field(None, alias="webhookId")
+    Only `messageId` and `locationId` must be readable: without them a post can never
+    succeed (400). Every other field is taken as it comes and judged by intake, which stores
+    the message and reports `failed` with a reason instead of answering 4xx (pitfall #23).
+    """
 
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, frozen=True)
 
-class AppInstallEvent(_Response):
-    """INSTALL on the Default Webhook URL (ghl.md §5)."""
+    message_id: str = Field(alias="messageId", min_length=1, max_length=MAX_ID_CHARS)
+    location_id: str = Field(alias="locationId", min_length=1, max_length=MAX_ID_CHARS)
+    contact_id: Any = Field(None, alias="contactId")
+    type: Any = "SMS"
+    phone: Any = Field(None, repr=False)
+    message: Any = Field(None, repr=False)
+    attachments: Any = None
+    user_id: Any = Field(None, alias="userId")
+    reply_to_alt_id: Any = Field(None, alias="replyToAltId")
+    timestamp: Any = None
+    webhook_id: Any = Field(None, alias="webhookId")
 
-    type: Literal["INSTALL"]
-    app_id: str = Field(alias="appId")
-    location_id: str | None = Field(None, alias="locationId")
-    company_id: str | None = Field(None, alias="companyId")
-    user_id: str | None = Field(None, alias="userId")
-    plan_id: str | None = Field(None, alias="planId")
-    company_name: str | None = Field(None, alias="companyName")
-    install_type: str | None = Field(None, alias="installType")
-    version_id: str | None = Field(None, alias="versionId")
-    timestamp: str | None = None
-    webhook_id: str | None = Field(None, alias="webhookId")
+    @field_validator("message_id", "location_id", mode="before")
+    @classmethod
+    def _readable_id(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.strip()
+        return value
 
 
-class AppUninstallEvent(_Response):
-    """UNINSTALL: `locationId` or `companyId` says what was uninstalled."""
+class AppEvent(_Response):
+    """An app webhook on the Default Webhook URL (ghl.md §5); only `type` is required, the rest
+    depends on it (INSTALL, UNINSTALL; others are acknowledged and ignored)."""
 
-    type: Literal["UNINSTALL"]
-    app_id: str = Field(alias="appId")
-    location_id: str | None = Field(None, alias="locationId")
-    company_id: str | None = Field(None, alias="companyId")
-    timestamp: str | None = None
-    webhook_id: str | None = Field(None, alias="webhookId")
+    type: str = Field(min_length=1, max_length=64)
+    app_id: str | None = Field(None, alias="appId", max_length=128)
+    location_id: str | None = Field(None, alias="locationId", max_length=MAX_ID_CHARS)
+    company_id: str | None = Field(None, alias="companyId", max_length=MAX_ID_CHARS)
+    user_id: str | None = Field(None, alias="userId", max_length=MAX_ID_CHARS)
+    plan_id: str | None = Field(None, alias="planId", max_length=128)
+    company_name: str | None = Field(None, alias="companyName", max_length=256)
+    install_type: str | None = Field(None, alias="installType", max_length=64)
+    version_id: str | None = Field(None, alias="versionId", max_length=128)
+    timestamp: str | None = Field(None, max_length=64)
+    webhook_id: str | None = Field(None, alias="webhookId", max_length=128)
+    conversation_provider_id: str | None = Field(
+        None, alias="conversationProviderId", max_length=128
+    )

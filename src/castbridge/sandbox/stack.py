@@ -91,18 +91,25 @@ def stack_settings(
     port: int,
     **overrides: Any,
 ) -> Settings:
-    """castbridge settings pointing at the two sandboxes, with fast test-friendly timings."""
+    """castbridge settings pointing at the sandboxes, with fast test-friendly timings.
+
+    `gateway_settings={"cast": {"rate_limit": 100}}` overrides a gateway's defaults field by
+    field (the sandbox URLs and keys are filled in)."""
     data_dir.mkdir(parents=True, exist_ok=True)
+    gateway_settings: dict[str, dict[str, Any]] = {
+        "cast": {"api_url": cast_url, "api_key": DEFAULT_API_KEY, "sender_id": DEFAULT_SENDER_ID}
+    }
+    for name, fields in overrides.pop("gateway_settings", {}).items():
+        gateway_settings.setdefault(name, {}).update(fields)
     values: dict[str, Any] = {
         "data_dir": data_dir,
+        "env_file": None,
+        "gateway_settings": gateway_settings,
         "database_url": f"sqlite+aiosqlite:///{data_dir / 'castbridge.db'}",
         "secret_keys": Fernet.generate_key().decode(),
         "host": "127.0.0.1",
         "port": port,
         "public_url": f"http://127.0.0.1:{port}",
-        "cast_api_url": cast_url,
-        "cast_api_key": DEFAULT_API_KEY,
-        "cast_sender_id": DEFAULT_SENDER_ID,
         "ghl_api_url": ghl_url,
         "ghl_marketplace_url": ghl_url,
         "ghl_client_id": ghl.config.client_id,

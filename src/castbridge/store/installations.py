@@ -9,23 +9,22 @@ visible to other processes at once). Tokens are only ever stored encrypted with 
 from __future__ import annotations
 
 import secrets as pysecrets
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from castbridge.ghl.auth import GrantKey, StoredGrant
 from castbridge.ghl.models import LocationTokenResponse, TokenResponse, UserType
 from castbridge.logging import scrub_text
 from castbridge.secrets import SecretBox
-from castbridge.store.models import AuditEvent, Installation, OAuthState, SeenWebhook
+from castbridge.store import dialect
+from castbridge.store.models import Installation, OAuthState
 
-STATES = frozenset({"active", "paused", "needs_reinstall", "uninstalled"})
-SEEN_WEBHOOK_RETENTION = timedelta(days=7)
+# pending: known to belong to an installed agency, its location token not minted yet.
+STATES = frozenset({"active", "paused", "needs_reinstall", "uninstalled", "pending", "disabled"})
 REASON_LIMIT = 500
 MAX_STATE_CHARS = 128
 
@@ -35,10 +34,7 @@ def utcnow() -> datetime:
 
 
 def _insert(session: AsyncSession, model: type[Any]) -> Any:
-    """A dialect-specific INSERT so ON CONFLICT works on SQLite and PostgreSQL alike."""
-    if session.get_bind().dialect.name == "postgresql":
-        return postgresql.insert(model)
-    return sqlite.insert(model)
+    return dialect.insert(session, model)
 
 
 def _reason(text: str | None) -> str | None:
@@ -67,6 +63,7 @@ class InstallationInfo:
     has_refresh_token: bool
     created_at: datetime
     updated_at: datetime
+    granted_at: datetime | None = None
 
     @property
     def active(self) -> bool:
@@ -90,6 +87,7 @@ def _info(row: Installation) -> InstallationInfo:
         has_refresh_token=row.refresh_token_enc is not None,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        granted_at=row.granted_at,
     )
 
 
@@ -127,7 +125,9 @@ async def upsert_installation(
         "state": "active",
         "state_reason": None,
         "refresh_lock_until": None,
+        "refresh_lock_owner": None,
         "retry_after": None,
+        "granted_at": now,
         "updated_at": now,
     }
     if company:
@@ -210,6 +210,23 @@ async def set_installation_state(
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
+async def reset_needs_reinstall(session: AsyncSession, location_id: str) -> bool:
+    """Operator action: a location wrongly marked needs_reinstall becomes active again (its
+    tokens were kept), so the next call tries its refresh token once more."""
+    result = await session.execute(
+        update(Installation)
+        .where(
+            Installation.user_type == "Location",
+            Installation.resource_id == location_id,
+            Installation.state.in_(("needs_reinstall", "paused")),
+            Installation.access_token_enc.is_not(None),
+        )
+        .values(state="active", state_reason=None, retry_after=None, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
 def _uninstalled_values(now: datetime, reason: str) -> dict[str, Any]:
     # Nulling the ciphertexts is the crypto-shred; bumping token_version makes any refresh that
     # is in flight fail its compare-and-swap instead of resurrecting the tokens.
@@ -220,6 +237,7 @@ def _uninstalled_values(now: datetime, reason: str) -> dict[str, Any]:
         "state": "uninstalled",
         "state_reason": reason,
         "refresh_lock_until": None,
+        "refresh_lock_owner": None,
         "retry_after": None,
         "token_version": Installation.token_version + 1,
         "updated_at": now,
@@ -353,72 +371,6 @@ async def prune_expired_oauth_states(session: AsyncSession, *, now: datetime | N
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-# --- seen webhooks -----------------------------------------------------------------------
-
-
-async def remember_webhook(
-    session: AsyncSession, webhook_id: str, event_type: str, *, now: datetime | None = None
-) -> bool:
-    """Record a processed `webhookId`; False when it was seen before (a replay)."""
-    statement = (
-        _insert(session, SeenWebhook)
-        .values(webhook_id=webhook_id, event_type=event_type[:64], received_at=now or utcnow())
-        .on_conflict_do_nothing(index_elements=["webhook_id"])
-        .returning(SeenWebhook.webhook_id)
-    )
-    return (await session.execute(statement)).scalar_one_or_none() is not None
-
-
-async def prune_seen_webhooks(
-    session: AsyncSession,
-    *,
-    older_than: timedelta = SEEN_WEBHOOK_RETENTION,
-    now: datetime | None = None,
-) -> int:
-    """Forget webhook ids older than the retention (7 days, beyond HighLevel's retries)."""
-    cutoff = (now or utcnow()) - older_than
-    result = await session.execute(
-        delete(SeenWebhook)
-        .where(SeenWebhook.received_at < cutoff)
-        .execution_options(synchronize_session=False)
-    )
-    return int(result.rowcount)  # type: ignore[attr-defined]
-
-
-# --- audit -------------------------------------------------------------------------------
-
-
-async def add_audit(
-    session: AsyncSession,
-    action: str,
-    *,
-    location_id: str | None = None,
-    company_id: str | None = None,
-    detail: Mapping[str, Any] | None = None,
-    now: datetime | None = None,
-) -> None:
-    """A lasting record of an install, uninstall or operator action (no secrets in `detail`)."""
-    session.add(
-        AuditEvent(
-            at=now or utcnow(),
-            action=action[:64],
-            location_id=location_id,
-            company_id=company_id,
-            detail=dict(detail or {}),
-        )
-    )
-    await session.flush()
-
-
-async def list_audit(
-    session: AsyncSession, *, location_id: str | None = None, limit: int = 100
-) -> list[AuditEvent]:
-    statement = select(AuditEvent).order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
-    if location_id is not None:
-        statement = statement.where(AuditEvent.location_id == location_id)
-    return list((await session.execute(statement.limit(limit))).scalars())
-
-
 # --- the token store behind ghl/auth.py --------------------------------------------------
 
 
@@ -453,7 +405,7 @@ class StoreTokenStore:
             return self._grant(row) if row is not None else None
 
     async def try_lease(
-        self, grant_id: int, token_version: int, until: datetime, now: datetime
+        self, grant_id: int, token_version: int, until: datetime, now: datetime, owner: str
     ) -> bool:
         async with self._sessions.begin() as session:
             result = await session.execute(
@@ -466,7 +418,7 @@ class StoreTokenStore:
                         Installation.refresh_lock_until < now,
                     ),
                 )
-                .values(refresh_lock_until=until)
+                .values(refresh_lock_until=until, refresh_lock_owner=owner)
                 .execution_options(synchronize_session=False)
             )
             return bool(result.rowcount)  # type: ignore[attr-defined]
@@ -491,6 +443,7 @@ class StoreTokenStore:
                     scope=tokens.scope,
                     token_version=token_version + 1,
                     refresh_lock_until=None,
+                    refresh_lock_owner=None,
                     state="active",
                     state_reason=None,
                     retry_after=None,
@@ -504,12 +457,14 @@ class StoreTokenStore:
             assert row is not None
             return self._grant(row)
 
-    async def release_lease(self, grant_id: int) -> None:
+    async def release_lease(self, grant_id: int, owner: str) -> None:
+        """Only the lease's owner releases it: a slow refresher whose lease already passed to
+        another process must not clear that process's lease."""
         async with self._sessions.begin() as session:
             await session.execute(
                 update(Installation)
-                .where(Installation.id == grant_id)
-                .values(refresh_lock_until=None)
+                .where(Installation.id == grant_id, Installation.refresh_lock_owner == owner)
+                .values(refresh_lock_until=None, refresh_lock_owner=None)
                 .execution_options(synchronize_session=False)
             )
 
@@ -531,3 +486,42 @@ class StoreTokenStore:
                 retry_after=retry_after,
                 token_version=token_version,
             )
+
+
+async def mark_pending(session: AsyncSession, location_id: str, company_id: str) -> bool:
+    """A location of an installed agency, its token not minted yet: remembered so a delivery
+    that arrives first is held and its token minted on demand (ghl.md §6.4). An installed
+    location is left alone. True when the row is now pending."""
+    now = utcnow()
+    statement = (
+        _insert(session, Installation)
+        .values(
+            user_type="Location",
+            resource_id=location_id,
+            location_id=location_id,
+            company_id=company_id,
+            scope="",
+            state="pending",
+            token_version=0,
+            created_at=now,
+            updated_at=now,
+        )
+        .on_conflict_do_update(
+            index_elements=["user_type", "resource_id"],
+            set_={"state": "pending", "company_id": company_id, "updated_at": now},
+            where=Installation.access_token_enc.is_(None),
+        )
+        .returning(Installation.id)
+    )
+    return (await session.execute(statement)).scalar_one_or_none() is not None
+
+
+async def pending_locations(session: AsyncSession, company_id: str) -> list[str]:
+    rows = await session.execute(
+        select(Installation.resource_id).where(
+            Installation.user_type == "Location",
+            Installation.company_id == company_id,
+            Installation.state == "pending",
+        )
+    )
+    return [str(r) for r in rows.scalars()]

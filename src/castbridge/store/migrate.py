@@ -11,6 +11,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from castbridge.secrets import SecretBox
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
@@ -26,12 +28,18 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
-async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
-    """Apply pending migrations on the engine's own connection (works for SQLite and PostgreSQL)."""
+async def upgrade(
+    engine: AsyncEngine, revision: str = "head", *, secret_box: SecretBox | None = None
+) -> None:
+    """Apply pending migrations on the engine's own connection (SQLite and PostgreSQL).
+
+    `secret_box` lets a migration encrypt data it moves (0002 encrypts phone numbers).
+    """
 
     def _run(connection: Connection) -> None:
         config = alembic_config()
         config.attributes["connection"] = connection
+        config.attributes["secret_box"] = secret_box
         command.upgrade(config, revision)
 
     async with engine.begin() as connection:

@@ -4,13 +4,24 @@ from __future__ import annotations
 
 from html import escape
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from castbridge.installs import InstallError, complete_install, start_install
 from castbridge.web.deps import resources_of
+from castbridge.web.security import ClientLimiter
 
 router = APIRouter(tags=["oauth"])
+
+
+async def limited(request: Request) -> None:
+    """CASTBRIDGE_OAUTH_RATE_LIMIT_PER_MINUTE per client IP on both OAuth pages."""
+    limiter: ClientLimiter | None = getattr(request.app.state, "oauth_limiter", None)
+    if limiter is None:
+        per_minute = resources_of(request).settings.oauth_rate_limit_per_minute
+        limiter = request.app.state.oauth_limiter = ClientLimiter(per_minute)
+    await limiter.check(request)
+
 
 MAX_CODE_CHARS = 2048
 MAX_STATE_CHARS = 512
@@ -42,6 +53,7 @@ def _failed(reason: str, status: int = 400) -> HTMLResponse:
     summary="Start installing castbridge: redirects to HighLevel's choose-location page",
     response_model=None,
     status_code=302,
+    dependencies=[Depends(limited)],
     responses={
         302: {"description": "Redirect to HighLevel"},
         503: {"description": "castbridge is not configured for HighLevel yet"},
@@ -64,8 +76,10 @@ async def install(request: Request) -> HTMLResponse | RedirectResponse:
     summary="HighLevel's redirect after the user picked locations; exchanges the code",
     response_class=HTMLResponse,
     response_model=None,
+    dependencies=[Depends(limited)],
     responses={
         400: {"description": "Bad, reused or expired state or code"},
+        429: {"description": "Too many attempts from this address"},
         503: {"description": "HighLevel could not be reached; try again later"},
     },
 )
@@ -87,13 +101,23 @@ async def callback(
         outcome = await complete_install(resources_of(request), code, state)
     except InstallError as exc:
         return _failed(str(exc), exc.status)
-    where = (
-        f"{len(outcome.location_ids)} sub-account(s) of your agency"
-        if outcome.user_type == "Company"
-        else "your sub-account"
-    )
+    where = "your sub-account"
+    pending = ""
+    if outcome.user_type == "Company":
+        where = "your agency"
+        if outcome.pending < 0:
+            pending = (
+                "<p>HighLevel did not list your sub-accounts just now; castbridge keeps trying "
+                "and connects each one as soon as it can.</p>"
+            )
+        else:
+            pending = (
+                f"<p>{outcome.pending} sub-account(s) are being connected now (each retried "
+                "until it is); messages sent meanwhile wait for their sub-account.</p>"
+            )
     body = (
         f'<h1 class="ok">castbridge is installed</h1><p>castbridge is connected to {where}.</p>'
+        f"{pending}"
         "<p>One step remains in each sub-account that should send SMS through castbridge:</p>"
         "<ol><li>Open <b>Settings → Phone Numbers → Advanced Settings</b>.</li>"
         "<li>Under <b>SMS Provider</b>, choose <b>castbridge</b> and press <b>Save</b>.</li>"

@@ -44,10 +44,10 @@ from castbridge.gateways.cast.settings import (
 
 __all__ = [
     "CAST_CAPABILITIES",
-    "SPEC",
     "DEFAULT_BASE_URL",
     "DEFAULT_MAX_CHARS",
     "KNOWN_ERROR_CODES",
+    "SPEC",
     "BalanceResponse",
     "BulkRecipientResult",
     "BulkResponse",

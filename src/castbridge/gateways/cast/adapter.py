@@ -151,7 +151,9 @@ class CastGateway:
         try:
             self.format_number(to_e164)
         except InvalidNumber as exc:
-            raise CastValidationError(f"Cannot send SMS: {exc.reason}", code="INVALID_NUMBER") from None
+            raise CastValidationError(
+                f"Cannot send SMS: {exc.reason}", code="INVALID_NUMBER"
+            ) from None
         if not text.strip():
             raise CastValidationError("Cannot send an empty SMS.", code="EMPTY_MESSAGE")
         length = utf16_length(text)

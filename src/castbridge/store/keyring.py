@@ -1,0 +1,58 @@
+"""Keys castbridge makes for itself, stored encrypted under CASTBRIDGE_SECRET_KEYS.
+
+The blind-index key turns a phone number into a keyed hash (HMAC-SHA256), so messages, opt-outs
+and reply routing can be matched by number while the number itself is stored only encrypted.
+It must outlive key rotation (a new hash would orphan every stored one), so it is a key of its
+own, generated once and re-encrypted by `castbridge secrets rotate`.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from castbridge.secrets import SecretBox
+from castbridge.store import dialect
+from castbridge.store.models import KeyringEntry
+
+INDEX_KEY_NAME = "phone_index"
+
+
+def new_index_key() -> bytes:
+    return os.urandom(32)
+
+
+async def index_key(session: AsyncSession, box: SecretBox) -> bytes:
+    """The blind-index key, created on first use (concurrent first uses agree on one)."""
+    stored = await session.scalar(
+        select(KeyringEntry.value_enc).where(KeyringEntry.name == INDEX_KEY_NAME)
+    )
+    if stored is None:
+        await session.execute(
+            dialect.insert(session, KeyringEntry)
+            .values(
+                name=INDEX_KEY_NAME,
+                value_enc=box.encrypt(new_index_key().hex()),
+                created_at=datetime.now(UTC),
+            )
+            .on_conflict_do_nothing(index_elements=["name"])
+        )
+        stored = await session.scalar(
+            select(KeyringEntry.value_enc).where(KeyringEntry.name == INDEX_KEY_NAME)
+        )
+    assert stored is not None
+    return bytes.fromhex(box.decrypt(stored))
+
+
+async def rotate(session: AsyncSession, box: SecretBox) -> int:
+    rows = (await session.execute(select(KeyringEntry))).scalars().all()
+    for row in rows:
+        await session.execute(
+            update(KeyringEntry)
+            .where(KeyringEntry.name == row.name)
+            .values(value_enc=box.rotate(row.value_enc))
+        )
+    return len(rows)

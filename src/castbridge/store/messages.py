@@ -1,0 +1,385 @@
+"""SQL for outbound messages and their timeline (attempts)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+from sqlalchemy import Select, exists, func, literal, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from castbridge.secrets import SealedPhone
+from castbridge.store import dialect
+from castbridge.store.models import Attempt, Message
+from castbridge.store.text import clip, fit
+
+if TYPE_CHECKING:
+    from castbridge.store.jobs import AttemptRecord, NewJob
+
+TERMINAL_MESSAGE_STATES = frozenset({"delivered", "failed", "unknown", "sent", "cancelled"})
+# Statuses a send may still act on.
+SENDABLE = frozenset({"queued", "dead"})
+
+# Column widths of values that come from outside (store/models.py).
+_WIDTHS = {
+    "gateway_message_id": 64,
+    "gateway_status": 32,
+    "error_code": 64,
+    "ghl_status": 16,
+    "status": 16,
+    "held": 16,
+    "sender_id": 32,
+    "channel": 16,
+    "gateway": 24,
+    "contact_id": 64,
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    ghl_message_id: str
+    location_id: str
+    contact_id: str | None
+    phone: SealedPhone
+    text: str
+    attachments: list[str]
+    encoding: str | None
+    parts_estimate: int | None
+    status: str  # "queued", or "failed" when refused at intake
+    held: str | None = None
+    account_id: int | None = None
+    gateway: str | None = None
+    sender_id: str | None = None
+    channel: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+
+
+InsertConflict = Literal["duplicate", "other_location"]
+
+
+@dataclass(frozen=True, slots=True)
+class Inserted:
+    message_id: int | None
+    conflict: InsertConflict | None = None
+
+
+def _clean(values: dict[str, Any]) -> dict[str, Any]:
+    cleaned: dict[str, Any] = {}
+    for key, value in values.items():
+        if key == "error_message":
+            value = clip(value)
+        elif key in _WIDTHS and isinstance(value, str):
+            value = fit(value, _WIDTHS[key])
+        cleaned[key] = value
+    return cleaned
+
+
+async def insert_with_job(
+    session: AsyncSession, message: NewMessage, job: NewJob | None
+) -> Inserted:
+    """Insert the message and its first job in the caller's transaction.
+
+    Unique on (location, messageId): a repeat (HighLevel's retry, a replay) inserts nothing and
+    creates no job, so it can never cause a second send. The same messageId already stored
+    under another location is not stored at all (ghl.md §2 step 4: log, alert, send nothing).
+    """
+    from castbridge.store.jobs import enqueue_many
+
+    now = utcnow()
+    finished = now if message.status in TERMINAL_MESSAGE_STATES else None
+    values = _clean(
+        {
+            "ghl_message_id": message.ghl_message_id,
+            "location_id": message.location_id,
+            "contact_id": message.contact_id,
+            "phone_enc": message.phone.enc,
+            "phone_hash": message.phone.hash,
+            "phone_masked": message.phone.masked,
+            "e164": message.phone.e164,
+            "text": message.text,
+            "attachments": message.attachments,
+            "encoding": message.encoding,
+            "parts_estimate": message.parts_estimate,
+            "status": message.status,
+            "held": message.held,
+            "account_id": message.account_id,
+            "gateway": message.gateway,
+            "sender_id": message.sender_id,
+            "channel": message.channel,
+            "error_code": message.error_code,
+            "error_message": message.error_message,
+            "maybe_sent": False,
+            "created_at": now,
+            "updated_at": now,
+            "finished_at": finished,
+        }
+    )
+    columns = list(values)
+    elsewhere = exists().where(
+        Message.ghl_message_id == message.ghl_message_id,
+        Message.location_id != message.location_id,
+    )
+    source = select(*(literal(values[c], Message.__table__.c[c].type) for c in columns)).where(
+        ~elsewhere
+    )
+    statement = (
+        dialect.insert(session, Message)
+        .from_select(columns, source)
+        .on_conflict_do_nothing(index_elements=["location_id", "ghl_message_id"])
+        .returning(Message.id)
+    )
+    message_id = (await session.execute(statement)).scalar_one_or_none()
+    if message_id is None:
+        other = await session.scalar(
+            select(Message.id).where(
+                Message.ghl_message_id == message.ghl_message_id,
+                Message.location_id != message.location_id,
+            )
+        )
+        return Inserted(None, "other_location" if other is not None else "duplicate")
+    if job is not None:
+        from dataclasses import replace
+
+        await enqueue_many(session, [replace(job, message_id=int(message_id))])
+    return Inserted(int(message_id))
+
+
+async def get(session: AsyncSession, message_id: int) -> Message | None:
+    return await session.get(Message, message_id)
+
+
+async def by_ghl_id(
+    session: AsyncSession, ghl_message_id: str, location_id: str | None = None
+) -> list[Message]:
+    query = select(Message).where(Message.ghl_message_id == ghl_message_id)
+    if location_id is not None:
+        query = query.where(Message.location_id == location_id)
+    return list((await session.execute(query.order_by(Message.id))).scalars().all())
+
+
+async def by_gateway_id(
+    session: AsyncSession, account_id: int, gateway_message_id: str
+) -> Message | None:
+    return (
+        await session.execute(
+            select(Message)
+            .where(
+                Message.account_id == account_id,
+                Message.gateway_message_id == fit(gateway_message_id, 64),
+            )
+            .order_by(Message.id.desc())
+            .limit(1)
+        )
+    ).scalar_one_or_none()
+
+
+async def update_message(
+    session: AsyncSession,
+    message_id: int,
+    values: dict[str, Any],
+    *,
+    only_if_status: frozenset[str] | None = None,
+) -> bool:
+    """Update the given columns; with `only_if_status`, only while the status is one of those
+    (a forward-only transition). True when the row changed."""
+    values = _clean({**values, "updated_at": utcnow()})
+    if values.get("status") in TERMINAL_MESSAGE_STATES and "finished_at" not in values:
+        values["finished_at"] = values["updated_at"]
+    condition = Message.id == message_id
+    if only_if_status is not None:
+        condition = condition & Message.status.in_(list(only_if_status))
+    result = await session.execute(
+        update(Message)
+        .where(condition)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def record_attempt(
+    session: AsyncSession, message_id: int, job_id: int | None, attempt: AttemptRecord
+) -> None:
+    session.add(
+        Attempt(
+            message_id=message_id,
+            job_id=job_id,
+            kind=fit(attempt.kind, 16) or "",
+            at=utcnow(),
+            outcome=fit(attempt.outcome, 32) or "",
+            http_status=attempt.http_status,
+            code=fit(attempt.code, 64),
+            gateway_message_id=fit(attempt.gateway_message_id, 64),
+            detail=clip(attempt.detail),
+            duration_ms=attempt.duration_ms,
+        )
+    )
+    await session.flush()
+
+
+async def attempts_for(session: AsyncSession, message_id: int) -> list[Attempt]:
+    return list(
+        (
+            await session.execute(
+                select(Attempt).where(Attempt.message_id == message_id).order_by(Attempt.id)
+            )
+        )
+        .scalars()
+        .all()
+    )
+
+
+async def list_messages(
+    session: AsyncSession,
+    *,
+    location_id: str | None = None,
+    status: str | None = None,
+    limit: int = 50,
+) -> list[Message]:
+    query: Select[Message] = select(Message).order_by(Message.id.desc()).limit(limit)
+    if location_id:
+        query = query.where(Message.location_id == location_id)
+    if status:
+        query = query.where(Message.status == status)
+    return list((await session.execute(query)).scalars().all())
+
+
+async def status_counts(session: AsyncSession) -> dict[str, int]:
+    rows = (
+        await session.execute(select(Message.status, func.count()).group_by(Message.status))
+    ).all()
+    return {status: int(count) for status, count in rows}
+
+
+async def set_held(session: AsyncSession, account_id: int, held: str | None) -> int:
+    """Mark (or clear) the queued messages of an account as held for it."""
+    condition = (Message.account_id == account_id) & (Message.status == "queued")
+    result = await session.execute(
+        update(Message)
+        .where(condition)
+        .values(held=held, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def held_past(
+    session: AsyncSession, account_id: int, created_before: datetime
+) -> list[Message]:
+    """Held messages of an account queued before `created_before` that no attempt may have
+    sent (those are failed after the grace; a maybe-sent one stays for reconciliation)."""
+    return list(
+        (
+            await session.execute(
+                select(Message).where(
+                    Message.account_id == account_id,
+                    Message.status == "queued",
+                    Message.maybe_sent.is_(False),
+                    Message.created_at < created_before,
+                )
+            )
+        )
+        .scalars()
+        .all()
+    )
+
+
+async def repin_unattempted(
+    session: AsyncSession,
+    location_id: str,
+    new_account_id: int,
+    *,
+    gateway: str,
+    sender_id: str | None,
+    channel: str,
+) -> list[int]:
+    """Move the location's queued messages that no attempt can have reached a gateway with to
+    the location's new account (its key was just changed); returns their ids. A message that
+    may have been sent stays on its account: retries and reconciliation are scoped per key."""
+    from castbridge.store.models import Job
+
+    running = exists().where(
+        Job.message_id == Message.id, Job.lane == "send", Job.state == "running"
+    )
+    rows = (
+        await session.execute(
+            select(Message.id).where(
+                Message.location_id == location_id,
+                Message.status == "queued",
+                Message.maybe_sent.is_(False),
+                Message.account_id.is_distinct_from(new_account_id),
+                ~running,
+            )
+        )
+    ).scalars()
+    ids = [int(i) for i in rows]
+    if ids:
+        await session.execute(
+            update(Message)
+            .where(Message.id.in_(ids))
+            .values(
+                account_id=new_account_id,
+                gateway=gateway,
+                sender_id=fit(sender_id, 32),
+                channel=channel,
+                held=None,
+                updated_at=utcnow(),
+            )
+            .execution_options(synchronize_session=False)
+        )
+    return ids
+
+
+async def cancel(session: AsyncSession, message_ids: Sequence[int], reason: str) -> None:
+    from castbridge.store.jobs import AttemptRecord
+
+    if not message_ids:
+        return
+    await session.execute(
+        update(Message)
+        .where(Message.id.in_(list(message_ids)), Message.status.in_(list(SENDABLE)))
+        .values(
+            status="cancelled",
+            error_code="CANCELLED",
+            error_message=clip(reason),
+            finished_at=utcnow(),
+            updated_at=utcnow(),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    for message_id in message_ids:
+        await record_attempt(
+            session, message_id, None, AttemptRecord("send", "cancelled", detail=reason)
+        )
+
+
+async def contexts(
+    session: AsyncSession, message_ids: Sequence[int]
+) -> dict[int, tuple[Message, Any, str | None]]:
+    """Messages with their pinned account and their location's install state, in one
+    statement for a whole claimed batch: (message, account or None, install state or None)."""
+    from castbridge.store.models import GatewayAccount, Installation
+
+    if not message_ids:
+        return {}
+    rows = (
+        await session.execute(
+            select(Message, GatewayAccount, Installation.state)
+            .outerjoin(GatewayAccount, GatewayAccount.id == Message.account_id)
+            .outerjoin(
+                Installation,
+                (Installation.user_type == "Location")
+                & (Installation.resource_id == Message.location_id),
+            )
+            .where(Message.id.in_(list(message_ids)))
+            .execution_options(populate_existing=True)
+        )
+    ).all()
+    return {row[0].id: (row[0], row[1], row[2]) for row in rows}

@@ -1,0 +1,239 @@
+"""The worker loop: per-lane capacity, leased claims, lease renewal, draining on SIGTERM.
+
+Each lane (sends, status polls and pushed reports, HighLevel reports, inbound, admin) has its
+own number of slots, so a backlog of sends never delays a status report or a reply. Nothing
+lives only in memory: a job is claimed with a lease in the database, and a worker killed
+mid-job leaves it to be reclaimed when the lease runs out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import time
+import uuid
+from datetime import UTC, datetime
+
+from castbridge import metrics
+from castbridge.config import Settings
+from castbridge.logging import get_logger
+from castbridge.outbound.runtime import MessageContext
+from castbridge.store import jobs as job_store
+from castbridge.store.db import Store
+from castbridge.store.jobs import ClaimedJob, Transition
+from castbridge.worker.dispatch import Dispatcher
+from castbridge.worker.wake import Wake
+
+log = get_logger(__name__)
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()[:32]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def lane_capacity(settings: Settings) -> dict[str, int]:
+    """Slots per lane from CASTBRIDGE_WORKER_CONCURRENCY (half to sends, a quarter each to
+    status and reports, a few for inbound and admin), or CASTBRIDGE_LANE_CONCURRENCY."""
+    total = settings.worker_concurrency
+    capacity = {
+        "send": max(1, total // 2),
+        "status": max(1, total // 4),
+        "report": max(1, total // 4),
+        "inbound": max(1, total // 8),
+        "admin": 2,
+    }
+    for part in (settings.lane_concurrency or "").split(","):
+        if "=" in part:
+            lane, _, value = part.partition("=")
+            if lane.strip() in capacity and value.strip().isdigit():
+                capacity[lane.strip()] = max(1, int(value.strip()))
+    return capacity
+
+
+class Worker:
+    """Runs jobs from every lane; several workers (processes) may share one database."""
+
+    def __init__(self, settings: Settings, store: Store, dispatcher: Dispatcher) -> None:
+        self.settings = settings
+        self.store = store
+        self.dispatcher = dispatcher
+        self.worker_id = dispatcher.runtime.worker_id
+        self.capacity = lane_capacity(settings)
+        self.wake_signal = Wake()
+        self._stopping = asyncio.Event()
+        self._tasks: dict[asyncio.Task[None], ClaimedJob] = {}
+        self._running: dict[str, int] = dict.fromkeys(self.capacity, 0)
+        self._due: dict[str, float] = dict.fromkeys(self.capacity, 0.0)  # monotonic
+
+    def wake(self, lane: str | None = None) -> None:
+        """New work was committed by this process: look now, not at the next tick."""
+        for name in [lane] if lane else list(self._due):
+            if name in self._due:
+                self._due[name] = 0.0
+        self.wake_signal.set()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.wake_signal.set()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._tasks)
+
+    async def run(self) -> None:
+        log.info("worker_started", worker_id=self.worker_id, lanes=self.capacity)
+        heartbeat = asyncio.create_task(self._heartbeat(), name="castbridge-heartbeat")
+        try:
+            while not self._stopping.is_set():
+                claimed = await self._claim_due()
+                if not claimed:
+                    await self._idle()
+        finally:
+            try:
+                await self._drain()
+            finally:
+                heartbeat.cancel()
+                await asyncio.gather(heartbeat, return_exceptions=True)
+            log.info("worker_stopped", worker_id=self.worker_id)
+
+    async def _claim_due(self) -> int:
+        claimed = 0
+        now = time.monotonic()
+        for lane, slots in self.capacity.items():
+            free = slots - self._running[lane]
+            if free <= 0 or self._due[lane] > now or self._stopping.is_set():
+                continue
+            try:
+                async with self.store.write() as session:
+                    jobs = await job_store.claim(
+                        session,
+                        lane=lane,
+                        worker_id=self.worker_id,
+                        limit=free,
+                        lease_seconds=self.settings.worker_lease_seconds,
+                    )
+            except Exception:
+                log.exception("claim_failed", lane=lane)
+                self._due[lane] = now + self.settings.worker_poll_interval
+                continue
+            if len(jobs) < free:
+                # The lane is drained for now: look again when something falls due.
+                self._due[lane] = now + self.settings.worker_poll_interval
+            if jobs:
+                claimed += len(jobs)
+                await self._start(jobs)
+        return claimed
+
+    async def _start(self, jobs: list[ClaimedJob]) -> None:
+        try:
+            contexts = await self.dispatcher.contexts(jobs)
+        except Exception:
+            log.exception("context_load_failed", jobs=len(jobs))
+            contexts = {}
+        for job in jobs:
+            ctx = contexts.get(job.message_id) if job.message_id is not None else None
+            task = asyncio.create_task(self._run_one(job, ctx))
+            self._tasks[task] = job
+            self._running[job.lane] = self._running.get(job.lane, 0) + 1
+            task.add_done_callback(self._finished)
+        metrics.JOBS_IN_FLIGHT.set(len(self._tasks))
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        job = self._tasks.pop(task, None)
+        if job is not None:
+            self._running[job.lane] -= 1
+            self._due[job.lane] = 0.0  # a slot is free: this lane may have more waiting
+        metrics.JOBS_IN_FLIGHT.set(len(self._tasks))
+        self.wake_signal.set()
+
+    async def _run_one(self, job: ClaimedJob, ctx: MessageContext | None) -> None:
+        started = time.monotonic()
+        transition: Transition | None
+        try:
+            transition = await self.dispatcher.run(job, ctx)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("job_crashed", job_id=job.id, kind=job.kind)
+            transition = self.dispatcher.crashed(job, ctx, exc)
+        metrics.JOB_SECONDS.labels(job.kind).observe(time.monotonic() - started)
+        if transition is None:
+            return
+        try:
+            await self.store.run(
+                lambda session: job_store.apply(session, job, self.worker_id, transition)
+            )
+        except Exception:
+            # The outcome could not be written: the lease runs out and the job is reclaimed
+            # (a send then resumes as "maybe sent", never blind).
+            log.exception("transition_failed", job_id=job.id, kind=job.kind)
+            return
+        for new_job in transition.enqueue:
+            self.wake(new_job.lane)
+        if transition.fate == "next" and transition.lane:
+            self.wake(transition.lane)
+
+    async def _heartbeat(self) -> None:
+        """Renew the leases of running jobs; put back the jobs of workers that died.
+
+        A lease only says "this worker is alive"; without renewal a job still running when its
+        lease ran out (a slow gateway) would be claimed a second time and run twice at once.
+        """
+        interval = self.settings.worker_lease_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            with contextlib.suppress(Exception):
+                async with self.store.write() as session:
+                    jobs = list(self._tasks.values())
+                    if jobs:
+                        await job_store.renew(
+                            session,
+                            self.worker_id,
+                            jobs,
+                            lease_seconds=self.settings.worker_lease_seconds,
+                        )
+                    reaped = await job_store.reap(session)
+                if reaped:
+                    log.warning("jobs_reclaimed", count=reaped)
+                    self.wake()
+
+    async def _idle(self) -> None:
+        """Sleep until the next job of a lane with free slots falls due (one cheap read), or
+        until this process queues work, or the poll interval for other processes' work."""
+        timeout = self.settings.worker_poll_interval
+        lanes = [lane for lane, slots in self.capacity.items() if self._running[lane] < slots]
+        if lanes:
+            try:
+                async with self.store.read() as session:
+                    due = await job_store.next_due_by_lane(session, lanes)
+            except Exception:
+                due = {}
+            now_wall, now = datetime.now(UTC), time.monotonic()
+            for lane in lanes:
+                when = due.get(lane)
+                if when is None:
+                    self._due[lane] = now + timeout
+                    continue
+                wait = max(0.0, (when - now_wall).total_seconds())
+                self._due[lane] = now + wait
+                timeout = min(timeout, wait)
+        await self.wake_signal.wait(timeout)
+
+    async def _drain(self) -> None:
+        """Give in-flight jobs the grace period, then cancel and hand the rest back."""
+        if not self._tasks:
+            return
+        tasks = list(self._tasks)
+        log.info("worker_draining", in_flight=len(tasks))
+        _done, pending = await asyncio.wait(tasks, timeout=self.settings.shutdown_grace_seconds)
+        if not pending:
+            return
+        leftover = [self._tasks[task].id for task in pending if task in self._tasks]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        async with self.store.write() as session:
+            released = await job_store.release(session, self.worker_id, leftover)
+        log.info("worker_released_jobs", released=released)
