@@ -13,7 +13,6 @@ import httpx2
 from rich.console import Console
 from rich.table import Table
 
-from castbridge.logging import mask_phone
 from castbridge.sandbox.cast import UNDELIVERABLE_NUMBER, CastSandboxConfig
 from castbridge.sandbox.ghl import GHLSandboxConfig
 from castbridge.sandbox.stack import Stack, run_stack

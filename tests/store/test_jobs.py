@@ -32,9 +32,7 @@ def _message(ghl_id: str, location: str = "loc-1") -> messages.NewMessage:
 
 
 def _send(location: str = "loc-1", lane: str = "send", run_at: datetime | None = None) -> NewJob:
-    return NewJob(
-        kind="send", lane=lane, run_at=run_at or datetime.now(UTC), location_id=location
-    )
+    return NewJob(kind="send", lane=lane, run_at=run_at or datetime.now(UTC), location_id=location)
 
 
 async def _insert(store: Store, ghl_id: str, location: str = "loc-1") -> messages.Inserted:
@@ -161,7 +159,9 @@ async def test_rescheduled_job_waits_until_due(engine: AsyncEngine) -> None:
         later = datetime.now(UTC) + timedelta(hours=1)
         await jobs.apply(session, job, "w", Transition(fate="retry", run_at=later))
     async with store.write() as session:
-        assert await jobs.claim(session, lane="send", worker_id="w", limit=1, lease_seconds=60) == []
+        assert (
+            await jobs.claim(session, lane="send", worker_id="w", limit=1, lease_seconds=60) == []
+        )
         due = await jobs.next_due_by_lane(session, ["send", "status"])
     assert due["status"] is None
     assert due["send"] is not None and due["send"] > datetime.now(UTC) + timedelta(minutes=59)
@@ -175,9 +175,7 @@ async def test_released_job_keeps_its_attempt_budget(engine: AsyncEngine) -> Non
         (job,) = await jobs.claim(session, lane="send", worker_id="w", limit=1, lease_seconds=60)
         assert await jobs.release(session, "w", [job.id]) == 1
     async with store.write() as session:
-        (again,) = await jobs.claim(
-            session, lane="send", worker_id="w2", limit=1, lease_seconds=60
-        )
+        (again,) = await jobs.claim(session, lane="send", worker_id="w2", limit=1, lease_seconds=60)
     assert again.attempts == 1
 
 

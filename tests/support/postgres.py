@@ -22,7 +22,9 @@ REQUIRED = os.environ.get("CASTBRIDGE_TEST_POSTGRES_REQUIRED", "") == "1"
 
 def available() -> bool:
     if not ADMIN_URL and REQUIRED:
-        raise RuntimeError("CASTBRIDGE_TEST_POSTGRES_REQUIRED=1 but no CASTBRIDGE_TEST_POSTGRES_URL")
+        raise RuntimeError(
+            "CASTBRIDGE_TEST_POSTGRES_REQUIRED=1 but no CASTBRIDGE_TEST_POSTGRES_URL"
+        )
     return bool(ADMIN_URL)
 
 

@@ -9,7 +9,7 @@ import httpx2
 from fastapi.routing import APIRoute
 
 from castbridge.sandbox.stack import run_stack
-from castbridge.web import health, oauth, webhooks
+from castbridge.web import gateway_webhooks, ghl_webhooks, health, oauth
 from tests.web.support import body_of, payload, post_signed
 
 NOT_CONFIGURED: dict[str, Any] = {
@@ -102,12 +102,17 @@ async def test_openapi_lists_every_route_and_both_webhook_bodies(tmp_path: Path)
         document = response.json()
         routes = {
             (route.path, method.lower())
-            for router in (health.router, oauth.router, webhooks.router)
+            for router in (
+                health.router,
+                oauth.router,
+                ghl_webhooks.router,
+                gateway_webhooks.router,
+            )
             for route in router.routes
             if isinstance(route, APIRoute) and route.include_in_schema
             for method in route.methods or ()
         }
-        assert len(routes) == 7
+        assert len(routes) == 8
         listed = {
             (path, method)
             for path, operations in document["paths"].items()
@@ -122,16 +127,59 @@ async def test_openapi_lists_every_route_and_both_webhook_bodies(tmp_path: Path)
             "/oauth/callback",
             "/webhooks/ghl/delivery",
             "/webhooks/ghl/events",
+            "/webhooks/gateways/{gateway}/{account_token}",
         }
         delivery = document["paths"]["/webhooks/ghl/delivery"]["post"]
         schema = delivery["requestBody"]["content"]["application/json"]["schema"]
         assert delivery["requestBody"]["required"] is True
-        assert {"messageId", "locationId", "phone"} <= set(schema["required"])
+        assert {"messageId", "locationId"} == set(schema["required"])
+        assert "phone" in schema["properties"]
         assert {"message", "attachments", "timestamp", "webhookId"} <= set(schema["properties"])
         events = document["paths"]["/webhooks/ghl/events"]["post"]
         event_schema = events["requestBody"]["content"]["application/json"]["schema"]
         assert event_schema["required"] == ["type"]
         assert {"appId", "locationId", "companyId", "webhookId"} <= set(event_schema["properties"])
         for operation in (delivery, events):
-            assert {"200", "400", "401", "413", "422"} <= set(operation["responses"])
+            assert {"200", "400", "401", "413", "429"} <= set(operation["responses"])
         assert "$defs" not in str(document["paths"]), "a nested $ref would not resolve here"
+
+
+async def test_admin_token_guards_metrics_docs_and_readiness_detail(tmp_path: Path) -> None:
+    """With CASTBRIDGE_ADMIN_TOKEN set, /metrics and /docs need the bearer, and /readyz says
+    only ready or not; with the token everything is there."""
+    async with (
+        run_stack(tmp_path, admin_token="admin-token-for-tests") as stack,
+        httpx2.AsyncClient(timeout=10) as http,
+    ):
+        for path in ("/metrics", "/docs", "/openapi.json"):
+            assert (await http.get(f"{stack.url}{path}")).status_code == 401, path
+        ready = await http.get(f"{stack.url}/readyz")
+        assert set(ready.json()) == {"status"}
+        auth = {"Authorization": "Bearer admin-token-for-tests"}
+        assert (await http.get(f"{stack.url}/metrics", headers=auth)).status_code == 200
+        assert "problems" in (await http.get(f"{stack.url}/readyz", headers=auth)).json()
+        assert (await http.get(f"{stack.url}/healthz")).status_code == 200  # always open
+
+
+async def test_routes_deny_framing(tmp_path: Path) -> None:
+    """Nothing but the settings page may be framed: DENY and frame-ancestors 'none'."""
+    async with run_stack(tmp_path) as stack, httpx2.AsyncClient(timeout=10) as http:
+        for path in ("/healthz", "/oauth/install", "/readyz"):
+            response = await http.get(f"{stack.url}{path}")
+            assert response.headers["x-frame-options"] == "DENY", path
+            assert response.headers["content-security-policy"] == "frame-ancestors 'none'"
+
+
+async def test_oauth_pages_are_rate_limited_per_client(tmp_path: Path) -> None:
+    """/oauth/install beyond CASTBRIDGE_OAUTH_RATE_LIMIT_PER_MINUTE from one address is 429
+    with Retry-After, before anything is stored."""
+    async with (
+        run_stack(tmp_path, oauth_rate_limit_per_minute=6) as stack,
+        httpx2.AsyncClient(timeout=10) as http,
+    ):
+        codes = [(await http.get(f"{stack.url}/oauth/install")).status_code for _ in range(4)]
+        assert codes[:2] == [302, 302]
+        assert 429 in codes
+        limited = await http.get(f"{stack.url}/oauth/install")
+        assert limited.status_code == 429
+        assert int(limited.headers["retry-after"]) >= 1

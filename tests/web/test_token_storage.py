@@ -6,7 +6,7 @@ from pathlib import Path
 
 from castbridge.sandbox.ghl import GHLSandboxConfig
 from castbridge.sandbox.stack import Stack, run_stack
-from tests.web.support import installations
+from tests.web.support import eventually, installations
 
 AGENCY_LOCATIONS = ["sbxLocationAgency001", "sbxLocationAgency002"]
 
@@ -54,8 +54,13 @@ async def test_agency_install_and_refresh_leave_no_plaintext_token_on_disk(
     config = GHLSandboxConfig(location_ids=AGENCY_LOCATIONS, access_token_ttl=1.0)
     async with run_stack(tmp_path, ghl_config=config) as stack:
         await stack.install(agency=True)
+
+        async def minted() -> bool:
+            rows = await installations(stack)
+            return sum(1 for row in rows if row.active) == 3
+
+        assert await eventually(minted, within=20)
         assert stack.ghl.refresh_count(config.company_id) >= 1
-        assert len(await installations(stack)) == 3
         assert len(_issued_tokens(stack)) >= 6
         _assert_no_plaintext(stack, tmp_path)
     _assert_no_plaintext(stack, tmp_path)

@@ -299,8 +299,9 @@ class LocationAuth(httpx2.Auth):
     It also takes a token from the grant's rate-limit bucket (`ghl:<resource id>`) before every
     attempt, so the resend counts against HighLevel's 100 requests / 10 s as well; with a
     non-waiting pacer an empty bucket raises `Throttled` before anything is sent. A 403 is
-    passed through untouched: it is never a token problem (ghl.md §8); neither is a 401 that says "No
-    conversation provider found", the form that window took before HighLevel moved it to 403.
+    passed through untouched: it is never a token problem (ghl.md §8); neither is a 401 that
+    says "No conversation provider found", the form that window took before HighLevel moved it
+    to 403.
     """
 
     def __init__(

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from castbridge.ghl.models import AppEvent
-from castbridge.installs.minting import company_sync_job, mint_job
+from castbridge.installs.jobs import company_sync_job, mint_job
 from castbridge.logging import get_logger
 from castbridge.store import accounts, events, installations, jobs, messages
 
@@ -84,7 +84,8 @@ async def _too_old(session: AsyncSession, event: AppEvent) -> str | None:
         grant = await installations.get_company_installation(session, event.company_id)
     if grant is None or grant.granted_at is None or when is None:
         return None
-    if when < grant.granted_at:
+    # A second of slack: HighLevel's timestamps have millisecond precision, ours more.
+    if when < grant.granted_at - timedelta(seconds=1):
         return f"sent {when.isoformat()} before the current grant of {grant.granted_at.isoformat()}"
     return None
 

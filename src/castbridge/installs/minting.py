@@ -12,39 +12,19 @@ from datetime import UTC, datetime, timedelta
 
 from castbridge.ghl.client import GHLClient
 from castbridge.ghl.errors import GHLError
+from castbridge.installs.jobs import mint_job
 from castbridge.limits import Throttled
 from castbridge.logging import get_logger
 from castbridge.outbound.backoff import retry_delay, throttled_delay
 from castbridge.outbound.runtime import Runtime, later
 from castbridge.store import events, installations, jobs
 from castbridge.store.db import Store
-from castbridge.store.jobs import ClaimedJob, NewJob, Transition
+from castbridge.store.jobs import ClaimedJob, Transition
 
 log = get_logger(__name__)
 
 # A location HighLevel keeps refusing to mint for (a 5xx, a 429) is tried for this long.
 MINT_HORIZON = timedelta(hours=24)
-
-
-def mint_job(location_id: str, company_id: str | None = None) -> NewJob:
-    return NewJob(
-        kind="mint",
-        lane="admin",
-        run_at=datetime.now(UTC),
-        location_id=location_id,
-        payload={"company_id": company_id} if company_id else {},
-        singleton_key=f"mint:{location_id}",
-    )
-
-
-def company_sync_job(company_id: str) -> NewJob:
-    return NewJob(
-        kind="company_sync",
-        lane="admin",
-        run_at=datetime.now(UTC),
-        payload={"company_id": company_id},
-        singleton_key=f"company:{company_id}",
-    )
 
 
 async def queue_company_locations(store: Store, ghl: GHLClient, company_id: str) -> list[str]:

@@ -13,7 +13,8 @@ from urllib.parse import urlencode
 
 from castbridge.ghl.errors import GHLError
 from castbridge.ghl.models import TokenResponse
-from castbridge.installs.minting import company_sync_job, queue_company_locations
+from castbridge.installs.jobs import company_sync_job
+from castbridge.installs.minting import queue_company_locations
 from castbridge.logging import get_logger
 from castbridge.store import events, installations, jobs
 

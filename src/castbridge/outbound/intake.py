@@ -20,9 +20,10 @@ from castbridge.config import Settings
 from castbridge.gateways.base import ValidationFailedError
 from castbridge.gateways.directory import AccountUnusable, GatewayDirectory
 from castbridge.ghl.models import ProviderOutboundMessage
-from castbridge.installs.minting import mint_job
+from castbridge.installs.jobs import mint_job
 from castbridge.limits import Limit
 from castbridge.logging import get_logger
+from castbridge.outbound.builders import report_job
 from castbridge.secrets import PhoneVault, SealedPhone
 from castbridge.sms.phone import InvalidNumber, normalize
 from castbridge.sms.text import segments
@@ -52,15 +53,17 @@ def clean_text(value: str) -> str:
     return value
 
 
-def clean_json(value: Any) -> Any:
-    """`clean_text` applied to every string (keys included) of a parsed JSON value."""
-    if isinstance(value, str):
-        return clean_text(value)
-    if isinstance(value, dict):
-        return {clean_text(k): clean_json(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [clean_json(item) for item in value]
-    return value
+def clean_json(value: dict[str, Any]) -> dict[str, Any]:
+    """`clean_text` applied to a webhook body's top-level strings and lists of strings (the
+    fields castbridge reads); nested values of fields it ignores are left as they are."""
+    cleaned: dict[str, Any] = {}
+    for key, item in value.items():
+        if isinstance(item, str):
+            item = clean_text(item)
+        elif isinstance(item, list):
+            item = [clean_text(x) if isinstance(x, str) else x for x in item]
+        cleaned[clean_text(key)] = item
+    return cleaned
 
 
 @dataclass(frozen=True, slots=True)
@@ -355,34 +358,3 @@ def _late(timestamp: Any, max_age: float | None) -> str | None:
         f"The message reached castbridge {age / 3600:.1f} h after it was sent, later than the "
         "configured limit, so it was not sent. Send it again if it is still wanted."
     )
-
-
-def report_job(
-    settings: Settings,
-    *,
-    location_id: str,
-    created_at: datetime,
-    status: str,
-    code: str | None = None,
-    text: str | None = None,
-    force: bool = False,
-) -> NewJob:
-    """A HighLevel status report, no sooner than the not-downstreamed window allows."""
-    earliest = created_at + timedelta(seconds=settings.report_initial_delay_seconds)
-    payload: dict[str, Any] = {"status": status}
-    if text is not None:
-        payload["error"] = error_body(code, text)
-    if force:
-        payload["force"] = True
-    return NewJob(
-        kind="report",
-        lane="report",
-        run_at=max(datetime.now(UTC), earliest),
-        payload=payload,
-        location_id=location_id,
-    )
-
-
-def error_body(code: str | None, message: str) -> dict[str, str]:
-    """HighLevel's ErrorDto: all three strings (ghl.md §8); `type` is "saas" (uncertain)."""
-    return {"code": (code or "ERROR")[:64], "type": "saas", "message": message[:500]}

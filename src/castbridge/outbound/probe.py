@@ -14,7 +14,7 @@ from castbridge.gateways.directory import AccountUnusable
 from castbridge.limits import Throttled
 from castbridge.logging import get_logger
 from castbridge.outbound.backoff import throttled_delay
-from castbridge.outbound.intake import report_job
+from castbridge.outbound.builders import report_job
 from castbridge.outbound.runtime import Runtime, later
 from castbridge.store import accounts as account_store
 from castbridge.store import jobs, messages

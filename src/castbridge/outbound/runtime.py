@@ -12,7 +12,7 @@ from castbridge.config import Settings
 from castbridge.gateways.base import SendRequest
 from castbridge.gateways.directory import GatewayDirectory
 from castbridge.ghl.client import GHLClient
-from castbridge.outbound.intake import error_body
+from castbridge.outbound.builders import error_body
 from castbridge.secrets import PhoneVault, SecretBox
 from castbridge.store.db import Store
 from castbridge.store.jobs import AttemptRecord, ClaimedJob, Transition

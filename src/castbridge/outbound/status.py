@@ -17,7 +17,7 @@ from castbridge.gateways.directory import AccountUnusable
 from castbridge.limits import Throttled
 from castbridge.logging import get_logger
 from castbridge.outbound.backoff import throttled_delay
-from castbridge.outbound.intake import report_job
+from castbridge.outbound.builders import report_job
 from castbridge.outbound.runtime import MessageContext, Runtime, later, to_report, utcnow
 from castbridge.store import events as event_store
 from castbridge.store import jobs as job_store

@@ -27,6 +27,9 @@ class GHLSandboxConfig(BaseModel):
     not_downstreamed_status: Literal[401, 403] = 403
     # HighLevel's burst limit: this many requests per window per location (ghl.md §12).
     rate_limit_requests: int = Field(100, ge=1)
+    # The most installedLocations items one page returns, whatever `limit` asks (no maximum is
+    # documented, ghl.md §6.4); None: as many as asked.
+    installed_locations_page_cap: int | None = Field(None, ge=1)
     rate_limit_window: float = Field(10.0, gt=0)
     # Whether 429s carry Retry-After (uncertain at HighLevel; the interval header always comes).
     send_retry_after: bool = False

@@ -211,6 +211,9 @@ async def installed_locations(request: Request) -> JSONResponse:
     ]
     if query.get("isInstalled") == "true":
         locations = [location for location in locations if location.installed]
+    cap = sandbox.config.installed_locations_page_cap
+    if cap is not None:
+        limit = min(limit, cap)  # a server may return fewer than asked: only `count` tells
     page = locations[skip : skip + limit]
     return reply(
         200,
