@@ -232,7 +232,8 @@ async def test_tokens_are_never_plaintext_in_the_database(
         dump = "".join(row[0] for row in rows).encode()
         assert dump
         for secret in secrets:
-            assert secret and secret.encode() not in dump
+            assert secret
+            assert secret.encode() not in dump
         return
     database = Path(settings.effective_database_url.split("///", 1)[1])
     files = [path for path in database.parent.glob(database.name + "*") if path.is_file()]

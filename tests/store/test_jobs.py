@@ -134,7 +134,8 @@ async def test_transition_is_forward_only_and_skips_its_side_effects(engine: Asy
         assert await jobs.apply(session, job, "w", transition)
     async with store.read() as session:
         message = await messages.get(session, inserted.message_id)
-        assert message is not None and message.status == "delivered"
+        assert message is not None
+        assert message.status == "delivered"
         assert await messages.attempts_for(session, inserted.message_id) == []
         assert await jobs.counts(session) == {"send:done": 1}
 
@@ -164,7 +165,8 @@ async def test_rescheduled_job_waits_until_due(engine: AsyncEngine) -> None:
         )
         due = await jobs.next_due_by_lane(session, ["send", "status"])
     assert due["status"] is None
-    assert due["send"] is not None and due["send"] > datetime.now(UTC) + timedelta(minutes=59)
+    assert due["send"] is not None
+    assert due["send"] > datetime.now(UTC) + timedelta(minutes=59)
 
 
 async def test_released_job_keeps_its_attempt_budget(engine: AsyncEngine) -> None:
