@@ -122,7 +122,8 @@ async def test_three_locations_300_messages(tmp_path: Path) -> None:
         assert sum(s.ghl.rate_limited.values()) == 0
         assert s.cast.snapshot()["rate_limited_429"] == 0
         refused_at_intake = {m for m, reason in expect_failed.items() if reason in _INTAKE}
-        assert s.cast.snapshot()["billed"] == dict.fromkeys(set(ids) - refused_at_intake, 1)
+        billed = {key.rsplit(":", 1)[-1]: n for key, n in s.cast.snapshot()["billed"].items()}
+        assert billed == dict.fromkeys(set(ids) - refused_at_intake, 1)
         rows = await messages_by_ghl_id(s.settings)
         assert {rows[m].status for m in ids if m not in expect_failed} == {"delivered"}
         assert {rows[m].status for m in expect_failed} == {"failed"}
@@ -184,7 +185,7 @@ async def test_slow_send_outlasting_its_lease_runs_once(tmp_path: Path) -> None:
         tmp_path,
         cast_config=config,
         ghl_config=ghl_config(),
-        **{**FAST, "worker_lease_seconds": 0.5, "cast_timeout_seconds": 5},
+        **{**FAST, "worker_lease_seconds": 0.5},
     ) as s:
         await s.install()
         result = await s.ghl.send_delivery_webhook(
@@ -194,12 +195,8 @@ async def test_slow_send_outlasting_its_lease_runs_once(tmp_path: Path) -> None:
         assert await wait_for(lambda: terminal(s.ghl, result.message_id), within=15)
         assert s.ghl.statuses(result.message_id) == ["delivered"]
         assert s.cast.stats.replays == 0  # one send request, not a second one replayed
-        timeline = [(a.kind, a.outcome) for a in await attempts_of(s.settings, result.message_id)]
-        assert timeline == [
-            ("send", "accepted"),
-            ("poll", "delivered"),
-            ("report", "reported delivered"),
-        ]
+        # Nothing but the happy path: no retry, no crash, no second claim on the timeline.
+        assert await attempts_of(s.settings, result.message_id) == []
 
 
 async def test_not_downstreamed_window_ridden_out(tmp_path: Path) -> None:
@@ -220,7 +217,8 @@ async def test_not_downstreamed_window_ridden_out(tmp_path: Path) -> None:
         reports = [
             a for a in await attempts_of(s.settings, result.message_id) if a.kind == "report"
         ]
-        assert [a.outcome for a in reports][-1] == "reported failed"
+        rows = await messages_by_ghl_id(s.settings)
+        assert rows[result.message_id].ghl_status == "failed"
         retries = [a for a in reports if a.outcome == "retry"]
         assert retries
         assert all(a.http_status == 403 for a in retries)

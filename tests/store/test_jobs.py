@@ -191,3 +191,18 @@ async def test_singletons_are_unique_while_open(engine: AsyncEngine) -> None:
         (job,) = await jobs.claim(session, lane="admin", worker_id="w", limit=1, lease_seconds=60)
         await jobs.apply(session, job, "w", Transition(fate="done", enqueue=(probe,)))
         assert await jobs.counts(session) == {"probe:done": 1, "probe:queued": 1}
+
+
+async def test_a_running_lease_is_not_reaped_before_it_ends(engine: AsyncEngine) -> None:
+    """A claimed job whose lease runs 60 s is not put back by the reaper a moment later: on
+    SQLite `now + lease` was once computed by SQLite as a number, which compared below every
+    date, so every running job was reclaimed at once and ran twice."""
+    store = Store(engine)
+    await _insert(store, "m-live")
+    async with store.write() as session:
+        (job,) = await jobs.claim(session, lane="send", worker_id="w", limit=1, lease_seconds=60)
+    await asyncio.sleep(0.05)
+    async with store.write() as session:
+        assert await jobs.reap(session) == 0
+        assert await jobs.renew(session, "w", [job], lease_seconds=60) == 1
+        assert await jobs.reap(session) == 0

@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import typer
 
-from castbridge.cli import cast, db, installations, locations, messages, sandbox, service, sms
+from castbridge.cli import (
+    accounts,
+    cast,
+    db,
+    gateway,
+    installations,
+    locations,
+    messages,
+    sandbox,
+    service,
+    sms,
+)
 
 app = typer.Typer(
     name="castbridge",
-    help="HighLevel SMS Conversation Provider bridging to Cast.ph.",
+    help="HighLevel SMS Conversation Provider bridging to regional SMS gateways.",
     no_args_is_help=True,
     add_completion=False,
 )
@@ -19,6 +30,8 @@ app.command("demo")(sandbox.demo)
 app.add_typer(messages.app, name="messages")
 app.add_typer(locations.app, name="locations")
 app.add_typer(installations.app, name="installations")
+app.add_typer(accounts.app, name="accounts")
+app.add_typer(gateway.app, name="gateway")
 app.add_typer(cast.app, name="cast")
 app.add_typer(sms.app, name="sms")
 app.add_typer(db.app, name="db")

@@ -31,7 +31,7 @@ class Castbridge:
             **settings_env(settings),
             "CASTBRIDGE_LOG_LEVEL": "WARNING",
             "CASTBRIDGE_LOG_FORMAT": "json",
-            "CASTBRIDGE_ENV_FILE": "",
+            "CASTBRIDGE_ENV_FILE": "/dev/null",
             **env,
         }
         self.url = f"http://127.0.0.1:{settings.port}"

@@ -15,14 +15,14 @@ _TAKE = text(
     WITH now_ AS (SELECT extract(epoch FROM clock_timestamp())::float8 AS e),
     b AS (
         SELECT r.key, r.updated_at,
-               LEAST(:burst, r.tokens + GREATEST(0, now_.e - r.updated_at) * :rate) AS avail,
+               LEAST(CAST(:burst AS float8), r.tokens + GREATEST(0, now_.e - r.updated_at) * CAST(:rate AS float8)) AS avail,
                now_.e AS e
         FROM rate_buckets r, now_ WHERE r.key = :key FOR UPDATE OF r
     ),
     u AS (
-        UPDATE rate_buckets r SET tokens = b.avail - :cost, updated_at = b.e
+        UPDATE rate_buckets r SET tokens = b.avail - CAST(:cost AS float8), updated_at = b.e
         FROM b
-        WHERE r.key = b.key AND b.updated_at <= b.e AND b.avail + 1e-9 >= LEAST(:cost, :burst)
+        WHERE r.key = b.key AND b.updated_at <= b.e AND b.avail + 1e-9 >= LEAST(CAST(:cost AS float8), CAST(:burst AS float8))
         RETURNING r.key
     )
     SELECT b.avail, b.updated_at, b.e, (SELECT count(*) FROM u) AS taken FROM b
@@ -32,7 +32,7 @@ _TAKE = text(
 _CREATE = text(
     """
     INSERT INTO rate_buckets (key, tokens, updated_at)
-    VALUES (:key, :burst - :cost, extract(epoch FROM clock_timestamp()))
+    VALUES (:key, CAST(:burst AS float8) - CAST(:cost AS float8), extract(epoch FROM clock_timestamp()))
     ON CONFLICT (key) DO NOTHING
     RETURNING key
     """
@@ -41,7 +41,7 @@ _CREATE = text(
 _PAUSE = text(
     """
     INSERT INTO rate_buckets (key, tokens, updated_at)
-    VALUES (:key, 0, extract(epoch FROM clock_timestamp()) + :seconds)
+    VALUES (:key, 0, extract(epoch FROM clock_timestamp()) + CAST(:seconds AS float8))
     ON CONFLICT (key) DO UPDATE SET tokens = 0,
         updated_at = GREATEST(rate_buckets.updated_at, EXCLUDED.updated_at)
     """

@@ -5,10 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, literal
+from sqlalchemy import func
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
-from sqlalchemy.types import DateTime
 
 # SQLite errors that mean "another writer holds the database", worth a short wait and retry.
 SQLITE_BUSY_TEXTS = ("database is locked", "database table is locked", "database is busy")
@@ -35,12 +34,13 @@ def greatest(session: AsyncSession, *values: Any) -> Any:
     return func.max(*values) if is_sqlite(session) else func.greatest(*values)
 
 
-def now(session: AsyncSession) -> ColumnElement[datetime]:
-    """The database's clock for leases and due times. On PostgreSQL several hosts share one
-    database but not one clock, so the database's `now()` decides; SQLite lives on one host,
-    whose clock it is."""
+def now(session: AsyncSession) -> Any:
+    """The database's clock for leases and due times: `now() (+ timedelta)` in SQL on
+    PostgreSQL, where several hosts share one database but not one clock; on SQLite, which
+    lives on one host, that host's clock as a Python value (SQLite has no datetime arithmetic,
+    so `now + timedelta` must be computed before it is bound)."""
     if is_sqlite(session):
-        return literal(datetime.now(UTC), DateTime(timezone=True))
+        return datetime.now(UTC)
     return func.now()
 
 

@@ -110,11 +110,13 @@ class CastSandbox(SendingMixin, AccountMixin):
         return account
 
     def billed(self, idempotency_key: str, api_key: str | None = None) -> int:
-        """How many times a send under `idempotency_key` was committed and charged."""
+        """How many times a send under `idempotency_key` was committed and charged. castbridge
+        keys its sends `<locationId>:<messageId>`, so a bare HighLevel messageId matches too."""
         return sum(
             n
             for (key, idem), n in self.stats.billed.items()
-            if idem == idempotency_key and (api_key is None or key == api_key)
+            if (idem == idempotency_key or idem.endswith(f":{idempotency_key}"))
+            and (api_key is None or key == api_key)
         )
 
     def status_of(self, message_id: str) -> str:
