@@ -10,19 +10,23 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+# Parameters are cast: asyncpg cannot infer the type of `$1 - $2` on its own.
 _TAKE = text(
     """
-    WITH now_ AS (SELECT extract(epoch FROM clock_timestamp())::float8 AS e),
+    WITH params AS (
+        SELECT CAST(:rate AS float8) AS rate, CAST(:burst AS float8) AS burst,
+               CAST(:cost AS float8) AS cost,
+               extract(epoch FROM clock_timestamp())::float8 AS e
+    ),
     b AS (
-        SELECT r.key, r.updated_at,
-               LEAST(CAST(:burst AS float8), r.tokens + GREATEST(0, now_.e - r.updated_at) * CAST(:rate AS float8)) AS avail,
-               now_.e AS e
-        FROM rate_buckets r, now_ WHERE r.key = :key FOR UPDATE OF r
+        SELECT r.key, r.updated_at, p.e, p.cost, p.burst,
+               LEAST(p.burst, r.tokens + GREATEST(0, p.e - r.updated_at) * p.rate) AS avail
+        FROM rate_buckets r, params p WHERE r.key = :key FOR UPDATE OF r
     ),
     u AS (
-        UPDATE rate_buckets r SET tokens = b.avail - CAST(:cost AS float8), updated_at = b.e
+        UPDATE rate_buckets r SET tokens = b.avail - b.cost, updated_at = b.e
         FROM b
-        WHERE r.key = b.key AND b.updated_at <= b.e AND b.avail + 1e-9 >= LEAST(CAST(:cost AS float8), CAST(:burst AS float8))
+        WHERE r.key = b.key AND b.updated_at <= b.e AND b.avail + 1e-9 >= LEAST(b.cost, b.burst)
         RETURNING r.key
     )
     SELECT b.avail, b.updated_at, b.e, (SELECT count(*) FROM u) AS taken FROM b
@@ -32,7 +36,8 @@ _TAKE = text(
 _CREATE = text(
     """
     INSERT INTO rate_buckets (key, tokens, updated_at)
-    VALUES (:key, CAST(:burst AS float8) - CAST(:cost AS float8), extract(epoch FROM clock_timestamp()))
+    VALUES (:key, CAST(:burst AS float8) - CAST(:cost AS float8),
+            extract(epoch FROM clock_timestamp()))
     ON CONFLICT (key) DO NOTHING
     RETURNING key
     """
