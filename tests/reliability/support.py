@@ -8,28 +8,44 @@ sizes of the issue ("Measure it", part 2). docs/reliability.md records both.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import signal
-import subprocess
-import sys
 import threading
-import time
-from collections.abc import Coroutine, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
-import httpx2
-from sqlalchemy import func, select
-
-from castbridge.config import Settings, settings_env
-from castbridge.resources import open_store
 from castbridge.sandbox.cast import DEFAULT_API_KEY, CastSandboxConfig, SandboxAccount
-from castbridge.sandbox.ghl import GHLSandbox, GHLSandboxConfig
+from castbridge.sandbox.ghl import GHLSandboxConfig
+from castbridge.sandbox.process import Castbridge
 from castbridge.sandbox.stack import Stack, run_stack
-from castbridge.store import repository as repo
-from castbridge.store.models import Job, Message, SeenWebhook
+from tests.support.db import crashed_jobs, job_states, messages_by_ghl_id, row_counts, stuck
+from tests.support.webhooks import (
+    Delivery,
+    all_terminal,
+    deliver_until_acknowledged,
+    highlevel_counts,
+    post_signed,
+    restart_window,
+    signed,
+    terminal,
+)
+
+__all__ = [
+    "Castbridge",
+    "Delivery",
+    "all_terminal",
+    "crashed_jobs",
+    "deliver_until_acknowledged",
+    "highlevel_counts",
+    "job_states",
+    "messages_by_ghl_id",
+    "post_signed",
+    "restart_window",
+    "row_counts",
+    "signed",
+    "stuck",
+    "terminal",
+]
 
 T = TypeVar("T")
 
@@ -66,8 +82,7 @@ FAST: dict[str, Any] = {
     "worker_poll_interval": 0.1,
     "retry_base_seconds": 0.2,
     "retry_cap_seconds": 1.0,
-    "cast_rate_limit": 150.0,
-    "cast_ip_rate_limit": 400.0,
+    "gateway_settings": {"cast": {"rate_limit": 150.0, "ip_rate_limit": 400.0}},
 }
 
 
@@ -96,107 +111,6 @@ def location_ids(count: int) -> list[str]:
     return [f"sbxRel{n:014d}" for n in range(1, count + 1)]
 
 
-# --- webhooks ---------------------------------------------------------------------------------
-
-
-def signed(ghl: GHLSandbox, payload: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
-    """The exact bytes HighLevel would post and their headers (Ed25519 signature)."""
-    body = ghl.encode(payload)
-    return body, {"Content-Type": "application/json", **ghl.sign(body)}
-
-
-async def post_signed(
-    ghl: GHLSandbox, url: str, payload: dict[str, Any], http: httpx2.AsyncClient
-) -> int | None:
-    """POST a payload as HighLevel would; None when nothing answered (refused or cut off)."""
-    body, headers = signed(ghl, payload)
-    try:
-        response = await http.post(url, content=body, headers=headers)
-    except httpx2.TransportError:
-        return None
-    return response.status_code
-
-
-@dataclass
-class Delivery:
-    """What HighLevel saw while delivering webhooks that it retries until answered 200."""
-
-    acknowledged: set[str] = field(default_factory=set)
-    tries: int = 0
-    unanswered: int = 0  # connection refused or cut: castbridge was down or killed mid-request
-    non_200: dict[int, int] = field(default_factory=dict)
-
-
-async def deliver_until_acknowledged(
-    ghl: GHLSandbox,
-    url: str,
-    bodies: Sequence[dict[str, Any]],
-    *,
-    concurrency: int = 16,
-    retry_pause: float = 0.3,
-    give_up_after: float = 120.0,
-    seen: Delivery | None = None,
-) -> Delivery:
-    """Post every body; anything but a 200 is posted again later, as HighLevel retries.
-    Progress is visible in `seen` (pass one in to watch it while this runs)."""
-    seen = seen if seen is not None else Delivery()
-    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    for body in bodies:
-        queue.put_nowait(body)
-    deadline = time.monotonic() + give_up_after
-
-    async def worker(http: httpx2.AsyncClient) -> None:
-        while True:
-            try:
-                body = queue.get_nowait()
-            except asyncio.QueueEmpty:
-                return
-            while time.monotonic() < deadline:
-                seen.tries += 1
-                code = await post_signed(ghl, url, body, http)
-                if code == 200:
-                    seen.acknowledged.add(body["messageId"])
-                    break
-                if code is None:
-                    seen.unanswered += 1
-                else:
-                    seen.non_200[code] = seen.non_200.get(code, 0) + 1
-                await asyncio.sleep(retry_pause)
-
-    async with httpx2.AsyncClient(timeout=10.0) as http:
-        await asyncio.gather(*(worker(http) for _ in range(concurrency)))
-    return seen
-
-
-def terminal(ghl: GHLSandbox, message_id: str) -> bool:
-    return any(status in {"delivered", "failed"} for status in ghl.statuses(message_id))
-
-
-def all_terminal(ghl: GHLSandbox, message_ids: Iterable[str]) -> bool:
-    return all(terminal(ghl, message_id) for message_id in message_ids)
-
-
-def restart_window(ghl: GHLSandbox, message_ids: Iterable[str]) -> None:
-    """A payload built earlier starts its not-downstreamed window when it is really posted."""
-    now = time.monotonic()
-    for message_id in message_ids:
-        ghl.messages[message_id].emitted_at = now
-
-
-def highlevel_counts(ghl: GHLSandbox, message_ids: Iterable[str]) -> dict[str, int]:
-    """Final statuses at HighLevel, and how often a status was reported more than once."""
-    counts = {"delivered": 0, "failed": 0, "not_terminal": 0, "dup_msgs": 0, "dup_reports": 0}
-    for message_id in message_ids:
-        statuses = ghl.statuses(message_id)
-        final = next((s for s in reversed(statuses) if s in {"delivered", "failed"}), None)
-        counts[final or "not_terminal"] += 1
-        extra = len(statuses) - len(set(statuses))
-        if extra:
-            counts["dup_msgs"] += 1
-            counts["dup_reports"] += extra
-    return counts
-
-
 def billing_counts(snapshot: dict[str, Any]) -> dict[str, int]:
     """From the Cast sandbox: distinct idempotency keys billed, and keys billed more than once."""
     billed: dict[str, int] = snapshot["billed"]
@@ -206,129 +120,8 @@ def billing_counts(snapshot: dict[str, Any]) -> dict[str, int]:
     }
 
 
-# --- castbridge's database ----------------------------------------------------------------------
-
-
-async def row_counts(settings: Settings) -> dict[str, int]:
-    """Rows in the tables a webhook can write to, read through the store."""
-    async with open_store(settings, upgrade=False) as store, store.sessions() as session:
-        counts = {}
-        for name, model in {"messages": Message, "jobs": Job, "seen_webhooks": SeenWebhook}.items():
-            counts[name] = int(
-                (await session.execute(select(func.count()).select_from(model))).scalar_one()
-            )
-        return counts
-
-
-async def job_states(settings: Settings) -> dict[str, int]:
-    async with open_store(settings, upgrade=False) as store, store.sessions() as session:
-        return await repo.job_counts(session)
-
-
-async def crashed_jobs(settings: Settings) -> list[str]:
-    """last_error of every job the worker caught crashing (a bug, by the worker's definition)."""
-    async with open_store(settings, upgrade=False) as store, store.sessions() as session:
-        rows = await session.execute(select(Job.last_error).where(Job.last_error.like("crashed:%")))
-        return [str(error) for (error,) in rows]
-
-
-async def messages_by_ghl_id(settings: Settings) -> dict[str, Message]:
-    async with open_store(settings, upgrade=False) as store, store.sessions() as session:
-        rows = await repo.list_messages(session, limit=1_000_000)
-    return {row.ghl_message_id: row for row in rows}
-
-
-def stuck(states: dict[str, int]) -> dict[str, int]:
-    """Jobs still queued or running ("kind:state" -> count)."""
-    return {key: n for key, n in states.items() if key.endswith((":queued", ":running")) and n}
-
 
 # --- castbridge as a process ------------------------------------------------------------------
-
-
-class Castbridge:
-    """`python -m castbridge serve` in a subprocess on the stack's port, logs to a file."""
-
-    def __init__(self, settings: Settings, workdir: Path, **env: str) -> None:
-        self.env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("CAST", "GHL_"))},
-            **settings_env(settings),
-            "CASTBRIDGE_LOG_LEVEL": "WARNING",
-            "CASTBRIDGE_LOG_FORMAT": "json",
-            **env,
-        }
-        self.url = f"http://127.0.0.1:{settings.port}"
-        self.workdir = workdir  # the working directory: no stray .env is read from here
-        self.process: subprocess.Popen[bytes] | None = None
-        self.runs = 0
-
-    def log_path(self, run: int) -> Path:
-        return self.workdir / f"castbridge-{run}.log"
-
-    def _spawn(self) -> subprocess.Popen[bytes]:
-        self.runs += 1
-        with open(self.log_path(self.runs), "wb") as log:
-            return subprocess.Popen(
-                [sys.executable, "-m", "castbridge", "serve"],
-                env=self.env,
-                cwd=self.workdir,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-    async def start(self, *, within: float = 30.0) -> None:
-        """Start the process and wait until /healthz answers."""
-        self.process = self._spawn()
-        deadline = time.monotonic() + within
-        async with httpx2.AsyncClient(timeout=1.0) as http:
-            while time.monotonic() < deadline:
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"castbridge exited early: {self.logs()[-2000:]}")
-                with contextlib.suppress(httpx2.TransportError):
-                    if (await http.get(f"{self.url}/healthz")).status_code == 200:
-                        return
-                await asyncio.sleep(0.05)
-        raise RuntimeError(f"castbridge did not start: {self.logs()[-2000:]}")
-
-    def logs(self) -> str:
-        """Everything every run of the process wrote (stdout and stderr)."""
-        return "".join(
-            self.log_path(run).read_text(errors="replace") for run in range(1, self.runs + 1)
-        )
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown code runs."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-
-    async def wait(self, within: float) -> int | None:
-        """The exit code, or None if the process still runs after `within` seconds."""
-        assert self.process is not None
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
-            code = self.process.poll()
-            if code is not None:
-                return code
-            await asyncio.sleep(0.02)
-        return self.process.poll()
-
-    async def terminate(self, within: float = 30.0) -> int | None:
-        """SIGTERM and wait for the graceful exit."""
-        assert self.process is not None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        return await self.wait(within)
-
-    def stop(self) -> None:
-        """Cleanup: make sure the process this object started is gone."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
 
 
 def _status_kib(pid: int, field: str) -> int:

@@ -15,6 +15,7 @@ import random
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 from castbridge.sandbox.stack import run_stack, wait_for
 from tests.reliability.support import (
@@ -45,8 +46,11 @@ LOCATIONS = sized(3, 5)
 LEASE_SECONDS = 2.0
 
 
-async def test_sigkill_at_random_points_loses_nothing(tmp_path: Path) -> None:
-    """SIGKILL castbridge at random points of a burst: nothing acknowledged lost or billed twice."""
+async def test_sigkill_at_random_points_loses_nothing(
+    tmp_path: Path, database: dict[str, Any]
+) -> None:
+    """SIGKILL castbridge at random points of a burst: nothing acknowledged lost or billed twice
+    (SQLite and PostgreSQL)."""
     seed = int(os.environ.get("CASTBRIDGE_RELIABILITY_SEED") or random.randrange(2**32))
     rng = random.Random(seed)
     started = time.monotonic()
@@ -57,6 +61,7 @@ async def test_sigkill_at_random_points_loses_nothing(tmp_path: Path) -> None:
         with_castbridge=False,
         worker_lease_seconds=LEASE_SECONDS,
         **FAST,
+        **database,
     ) as s:
         castbridge = Castbridge(s.settings, tmp_path)
         try:
@@ -101,7 +106,7 @@ async def test_sigkill_at_random_points_loses_nothing(tmp_path: Path) -> None:
                 await wait_for(functools.partial(reached, kind, fraction), within=120)
                 await asyncio.sleep(rng.uniform(0.0, 0.5))
                 castbridge.kill()
-                assert await castbridge.wait(10) is not None
+                assert await castbridge.wait(within=10) is not None
                 kill_points.append(
                     f"{time.monotonic() - burst:.1f}s"
                     f"(acked={progress('acknowledged')},terminal={progress('terminal')})"

@@ -72,8 +72,13 @@ async def test_upstream_faults_every_message_terminal(tmp_path: Path) -> None:
         tmp_path,
         cast_config=cast_config(),
         ghl_config=ghl_config(location_ids=locations, not_downstreamed_seconds=WINDOW_SECONDS),
-        cast_timeout_seconds=1.0,
-        **{**FAST, "report_initial_delay_seconds": 0.5},
+        **{
+            **FAST,
+            "report_initial_delay_seconds": 0.5,
+            "gateway_settings": {
+                "cast": {**FAST["gateway_settings"]["cast"], "timeout_seconds": 1.0}
+            },
+        },
     ) as s:
         for location in locations:
             await s.install(location)
@@ -189,9 +194,13 @@ async def test_unanswered_sends_are_never_reported_failed(tmp_path: Path) -> Non
         tmp_path,
         cast_config=cast_config(),
         ghl_config=ghl_config(),
-        cast_timeout_seconds=1.0,
         send_max_attempts=attempts,
-        **FAST,
+        **{
+            **FAST,
+            "gateway_settings": {
+                "cast": {**FAST["gateway_settings"]["cast"], "timeout_seconds": 1.0}
+            },
+        },
     ) as s:
         await s.install()
         # Every try is processed and billed (then replayed), but its answer is cut off halfway
