@@ -152,8 +152,9 @@ def test_balance_and_sender_ids(sandbox: CastSandbox) -> None:
     balance = runner.invoke(app, ["cast", "balance", "--json"])
     assert balance.exit_code == 0, balance.output
     assert _json(balance.stdout) == {
-        "credits": sandbox.account(DEFAULT_API_KEY).credits,
-        "currency": "PHP",
+        "balance": sandbox.account(DEFAULT_API_KEY).credits,  # Cast's credits are SMS parts
+        "currency": "credits",
+        "unit": "credits",
     }
     table = runner.invoke(app, ["cast", "balance"])
     assert "PHP" in table.stdout

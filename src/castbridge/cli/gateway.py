@@ -152,7 +152,8 @@ def send(
     # client's own retries of this one reuse it and cannot double-send where keys exist.
     reference = f"cli:{uuid.uuid4().hex}"
     if not as_json:
-        err_console.print(f"reference: {reference}", highlight=False)
+        label = "idempotency key" if caps.idempotency_keys else "reference"
+        err_console.print(f"{label}: {reference}", highlight=False)
 
     async def go() -> dict[str, Any]:
         from castbridge.gateways.base import SendRequest
