@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from castbridge import metrics
 from castbridge.config import Settings
-from castbridge.gateways.base import GatewayError
+from castbridge.gateways.base import GatewayError, InsufficientCreditsError
 from castbridge.gateways.directory import AccountView, GatewayDirectory, fingerprint
 from castbridge.gateways.registry import default_key, spec
 from castbridge.logging import get_logger
@@ -189,7 +189,10 @@ async def pause(
 ) -> datetime:
     """Pause the account (the first refusal wins), hold its queued sends until the first probe,
     and queue that probe. Returns when held sends are next looked at."""
-    code = getattr(error, "code", None)
+    # The kind of refusal decides what a probe must see before resuming: for credits, a
+    # positive balance (a key check alone passes while the account is empty).
+    kind = "credits" if isinstance(error, InsufficientCreditsError) else "access"
+    code = f"{kind}:{getattr(error, 'code', None) or 'REFUSED'}"
     reason = getattr(error, "message", None) or str(error)
     next_probe = utcnow() + probe_gap(settings, 0)
     if await account_store.pause(

@@ -102,7 +102,7 @@ def _check_outcome(s: Stack, burst: Burst, rows: dict[str, Message]) -> Counter[
     """Every message once at Cast, delivered in HighLevel, and stored; returns figures."""
     posted = burst.posted
     ids = [p.message_id for p in posted]
-    billed = {key.rsplit(":", 1)[-1]: n for key, n in s.cast.snapshot()["billed"].items()}
+    billed = {key.split(":")[1]: n for key, n in s.cast.snapshot()["billed"].items()}
     twice = {key: n for key, n in billed.items() if n > 1}
     assert twice == {}, f"billed more than once: {twice}"
     assert set(billed) == set(ids)  # every message sent, none lost

@@ -120,7 +120,6 @@ def billing_counts(snapshot: dict[str, Any]) -> dict[str, int]:
     }
 
 
-
 # --- castbridge as a process ------------------------------------------------------------------
 
 

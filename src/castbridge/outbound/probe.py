@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from castbridge import accounts, metrics
-from castbridge.gateways.base import GatewayError
+from castbridge.gateways.base import GatewayError, InsufficientCreditsError
 from castbridge.gateways.directory import AccountUnusable
 from castbridge.limits import Throttled
 from castbridge.logging import get_logger
@@ -31,7 +31,14 @@ async def probe(rt: Runtime, job: ClaimedJob) -> Transition:
         return Transition(fate="done")
     try:
         gateway = rt.gateways.gateway(row)
-        await gateway.verify_credentials()
+        check = await gateway.verify_credentials()
+        if (row.state_code or "").startswith("credits:"):
+            balance = check.balance or await gateway.balance()
+            if balance.amount <= 0:
+                raise InsufficientCreditsError(
+                    f"still no credits (balance {balance.amount:g} {balance.currency})",
+                    code="NO_CREDITS",
+                )
     except Throttled as exc:
         return later(job, throttled_delay(exc.wait), count=False)
     except (GatewayError, AccountUnusable) as exc:

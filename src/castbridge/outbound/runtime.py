@@ -47,16 +47,24 @@ class Runtime:
     box: SecretBox
     worker_id: str
 
-    def reference(self, message: Message) -> str:
+    def reference(self, message: Message, generation: int = 0) -> str:
         """The message's stable key at the gateway, namespaced by location: HighLevel's UI
-        "retry" makes a new messageId, so a new key and rightly a new send (ghl.md §2)."""
-        return f"{message.location_id}:{message.ghl_message_id}"
+        "retry" makes a new messageId, so a new key and rightly a new send (ghl.md §2).
 
-    def send_request(self, message: Message, default_channel: str) -> SendRequest:
+        `generation` moves on only after the gateway refused the message outright (no credits,
+        key revoked): nothing was sent, and the gateway may cache that refusal under the key
+        for 24 h (gateways.md §1.5), so the send after the account resumes needs a fresh key.
+        """
+        base = f"{message.location_id}:{message.ghl_message_id}"
+        return base if generation <= 0 else f"{base}:{generation}"
+
+    def send_request(
+        self, message: Message, default_channel: str, generation: int = 0
+    ) -> SendRequest:
         return SendRequest(
             to_e164=self.vault.open(message.phone_enc),
             text=message.text,
-            reference=self.reference(message),
+            reference=self.reference(message, generation),
             sender_id=message.sender_id,
             channel=message.channel or default_channel,
         )

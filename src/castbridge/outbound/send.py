@@ -115,7 +115,7 @@ async def run(rt: Runtime, job: ClaimedJob, ctx: MessageContext) -> Transition:
             run_at=now,
             payload={"checks": 0, "resends": int(job.payload.get("resends", 0))},
         )
-    request = rt.send_request(message, caps.channels[0])
+    request = rt.send_request(message, caps.channels[0], int(job.payload.get("generation", 0)))
     if not caps.idempotency_keys:
         # Recorded before the request leaves: after a crash from here on, the job resumes as
         # "maybe sent" and reconciles instead of sending blind.
@@ -259,10 +259,14 @@ async def _failed(
         await _undo_mark(rt, message, caps.idempotency_keys)
         async with rt.store.write() as session:
             await accounts.pause(session, settings, message.account_id or 0, exc)
+        generation = int(job.payload.get("generation", 0))
         return later(
             job,
             settings.account_probe_seconds,
             count=False,
+            # Refused outright, so nothing was sent: a fresh key for the next try, because the
+            # gateway may answer this key with its cached refusal (see Runtime.reference).
+            payload={**job.payload, "generation": generation + 1},
             message={"held": "account"},
             attempt=AttemptRecord(
                 "send",

@@ -111,12 +111,12 @@ class CastSandbox(SendingMixin, AccountMixin):
 
     def billed(self, idempotency_key: str, api_key: str | None = None) -> int:
         """How many times a send under `idempotency_key` was committed and charged. castbridge
-        keys its sends `<locationId>:<messageId>`, so a bare HighLevel messageId matches too."""
+        keys its sends `<locationId>:<messageId>[:<generation>]`, so a bare HighLevel messageId
+        matches every key of that message."""
         return sum(
             n
             for (key, idem), n in self.stats.billed.items()
-            if (idem == idempotency_key or idem.endswith(f":{idempotency_key}"))
-            and (api_key is None or key == api_key)
+            if _same_message(idem, idempotency_key) and (api_key is None or key == api_key)
         )
 
     def status_of(self, message_id: str) -> str:
@@ -244,6 +244,13 @@ class CastSandbox(SendingMixin, AccountMixin):
         self._cache[(api_key, key)] = Cached(status, body, self.clock())
 
     # --- sends ----------------------------------------------------------------------------
+
+
+def _same_message(key: str, wanted: str) -> bool:
+    if key == wanted:
+        return True
+    parts = key.split(":")
+    return len(parts) >= 2 and parts[1] == wanted
 
 
 def _mask(api_key: str) -> str:
