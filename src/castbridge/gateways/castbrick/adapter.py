@@ -160,7 +160,7 @@ class CastBrickGateway:
             self.format_number(to_e164)
         except InvalidNumber as exc:
             raise CastBrickValidationError(
-                f"Cannot send SMS: {exc.reason}", code="INVALID_NUMBER"
+                f"Cannot send SMS: {exc.reason}.", code="INVALID_NUMBER"
             ) from None
         if not text.strip():
             raise CastBrickValidationError("Cannot send an empty SMS.", code="EMPTY_MESSAGE")
