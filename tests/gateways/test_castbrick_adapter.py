@@ -1,4 +1,4 @@
-"""CastBrickGateway: the provider-neutral Gateway over CastBrick, against the sandbox on loopback."""
+"""CastBrickGateway: the provider-neutral Gateway over CastBrick, against the sandbox."""
 
 from __future__ import annotations
 

@@ -73,9 +73,7 @@ async def test_throttled_is_raised_before_anything_is_sent(server: SharedServer)
     """An empty local bucket raises Throttled before the request leaves: the sandbox sees
     nothing, and the error is not swallowed by the retry loop."""
     env = server.sandbox()
-    client = env.client(
-        base_path="", retry=FAST_RETRY, pacing=paced(1.0, pacer=LocalPacer())
-    )
+    client = env.client(base_path="", retry=FAST_RETRY, pacing=paced(1.0, pacer=LocalPacer()))
     await client.send(AO, "first", sender_id=None, fallback=False)
     requests = env.sandbox.stats.requests
     with pytest.raises(Throttled):
