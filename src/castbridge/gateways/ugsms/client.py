@@ -9,6 +9,7 @@ from typing import Any, Literal, TypeVar
 
 import httpx2
 import stamina
+from pydantic import ValidationError
 
 from castbridge.gateways.ugsms.errors import (
     UgsmsError,
@@ -96,7 +97,10 @@ class UgsmsClient:
         """
         joined = numbers if isinstance(numbers, str) else ",".join(numbers)
         _check_sender(sender_id)
-        body = SendBody(numbers=joined, message_body=message_body, sender_id=sender_id or None)
+        try:
+            body = SendBody(numbers=joined, message_body=message_body, sender_id=sender_id or None)
+        except ValidationError as exc:
+            raise _invalid(exc) from None
         result = await self._call("POST", "/sms/send", "send", body.to_json(), _send_model)
         log.info(
             "ugsms.send.accepted",
@@ -117,13 +121,18 @@ class UgsmsClient:
         results mapped back by `index`. A request-level refusal raises; an ambiguous answer
         raises with `outcome_unknown` (then every message of the batch is unknown)."""
         if not messages:
-            raise UgsmsValidationError("a bulk request needs at least one message")
+            raise UgsmsValidationError(
+                "a bulk request needs at least one message", code="VALIDATION_ERROR"
+            )
         _check_sender(sender_id)
-        body = BulkBody(
-            messages=[BulkItem(number=to, message_body=text) for to, text in messages],
-            sender_id=sender_id or None,
-            reference=reference,
-        )
+        try:
+            body = BulkBody(
+                messages=[BulkItem(number=to, message_body=text) for to, text in messages],
+                sender_id=sender_id or None,
+                reference=reference,
+            )
+        except ValidationError as exc:
+            raise _invalid(exc) from None
         size = len(messages)
 
         def model(payload: dict[str, Any], success: bool) -> BulkResponse:
@@ -326,6 +335,13 @@ def _check_sender(sender_id: str | None) -> None:
             f"{MAX_SENDER_ID_CHARS} characters.",
             code="INVALID_SENDER_ID",
         )
+
+
+def _invalid(exc: ValidationError) -> UgsmsValidationError:
+    """A body UGSMS would refuse (an empty number or text), as our validation error."""
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "body"
+    return UgsmsValidationError(f"UGSMS needs {where}: {first['msg']}", code="VALIDATION_ERROR")
 
 
 def _send_model(payload: dict[str, Any], success: bool) -> SendResponse:
