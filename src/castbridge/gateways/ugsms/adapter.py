@@ -112,8 +112,10 @@ class UgsmsGateway:
                 code="UNSUPPORTED_CHANNEL",
             )
         try:
-            # normalize() re-checks validity and refuses landlines; format_number() the country.
-            self.format_number(normalize(to_e164, "UG"))
+            # format_number() wants E.164 from Uganda; normalize() then refuses an invalid
+            # number or a landline.
+            self.format_number(to_e164)
+            normalize(to_e164, "UG")
         except InvalidNumber as exc:
             raise UgsmsValidationError(
                 f"Cannot send SMS: {exc.reason}", code="INVALID_NUMBER"
