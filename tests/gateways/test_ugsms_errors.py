@@ -150,8 +150,6 @@ SANDBOX_CASES = [
          retryable=True, unknown=True),
     Case("balance-500", "SERVER_ERROR", 500, UnavailableError,
          _faults(fail_next=[500], targets="all"), _balance, retryable=True),
-    Case("swagger-500", "SERVER_ERROR", 500, UnavailableError, base="", retryable=True,
-         call=lambda c: c._call("GET", "/api/v2", "balance", None, lambda p, s: p)),
 ]  # fmt: skip
 
 
@@ -187,7 +185,8 @@ CANNED = [
      "API_KEY_REQUIRED", CredentialsError, True),
     # v1's documented bodies.
     (401, {"error": "Unauthorized."}, "INVALID_API_KEY", CredentialsError, True),
-    (400, {"error": "Invalid phone number format."}, "INVALID_NUMBER", ValidationFailedError, False),
+    (400, {"error": "Invalid phone number format."}, "INVALID_NUMBER", ValidationFailedError,
+     False),
     # Refusals under HTTP 200, by their sentence.
     (200, {"success": False, "message": "Insufficient balance"}, "INSUFFICIENT_BALANCE",
      InsufficientCreditsError, True),

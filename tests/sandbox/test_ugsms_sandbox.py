@@ -290,7 +290,7 @@ async def test_sixty_requests_a_minute_per_key(server: SharedServer) -> None:
 
 
 async def test_the_bucket_model_limits_too(server: SharedServer) -> None:
-    """The kit's DebtBucket model (burst 60, refilling 1 a second) also answers 429 + Retry-After."""
+    """The kit's DebtBucket model (burst 60, 1 a second) also answers 429 + Retry-After."""
     env = server.sandbox(UgsmsSandboxConfig(rate_limit_model="bucket"))
     for _ in range(60):
         assert (await _get(env, BALANCE)).status_code == 200
