@@ -1,0 +1,81 @@
+"""UGSMS (Uganda, v2 API only): typed client, error tree and `Gateway` adapter (gateways.md §4)."""
+
+from castbridge.gateways.ugsms.adapter import (
+    SPEC,
+    UGSMS_CAPABILITIES,
+    UgsmsGateway,
+    batch_reference,
+    build,
+)
+from castbridge.gateways.ugsms.client import UgsmsClient, UgsmsPacing
+from castbridge.gateways.ugsms.errors import (
+    GATEWAY,
+    UgsmsBadResponseError,
+    UgsmsCredentialsError,
+    UgsmsError,
+    UgsmsInsufficientBalanceError,
+    UgsmsRateLimitedError,
+    UgsmsRefusedError,
+    UgsmsUnavailableError,
+    UgsmsValidationError,
+    clean_message,
+    parse_retry_after,
+    translate_error,
+    transport_error,
+)
+from castbridge.gateways.ugsms.models import (
+    BalanceResponse,
+    BulkOutcome,
+    BulkResponse,
+    SendResponse,
+)
+from castbridge.gateways.ugsms.retry import RATE_WINDOW_SECONDS, RetryPolicy
+from castbridge.gateways.ugsms.settings import (
+    DEFAULT_API_URL,
+    DEFAULT_MAX_PARTS,
+    DEFAULT_REQUESTS_PER_MINUTE,
+    DOCUMENTED_REQUESTS_PER_MINUTE,
+    MAX_SENDER_ID_CHARS,
+    UgsmsAccountSettings,
+    UgsmsDefaults,
+    check_key,
+    request_limit,
+)
+
+__all__ = [
+    "DEFAULT_API_URL",
+    "DEFAULT_MAX_PARTS",
+    "DEFAULT_REQUESTS_PER_MINUTE",
+    "DOCUMENTED_REQUESTS_PER_MINUTE",
+    "GATEWAY",
+    "MAX_SENDER_ID_CHARS",
+    "RATE_WINDOW_SECONDS",
+    "SPEC",
+    "UGSMS_CAPABILITIES",
+    "BalanceResponse",
+    "BulkOutcome",
+    "BulkResponse",
+    "RetryPolicy",
+    "SendResponse",
+    "UgsmsAccountSettings",
+    "UgsmsBadResponseError",
+    "UgsmsClient",
+    "UgsmsCredentialsError",
+    "UgsmsDefaults",
+    "UgsmsError",
+    "UgsmsGateway",
+    "UgsmsInsufficientBalanceError",
+    "UgsmsPacing",
+    "UgsmsRateLimitedError",
+    "UgsmsRefusedError",
+    "UgsmsUnavailableError",
+    "UgsmsValidationError",
+    "batch_reference",
+    "build",
+    "check_key",
+    "clean_message",
+    "parse_retry_after",
+    "request_limit",
+    "translate_error",
+    "transport_error",
+]
