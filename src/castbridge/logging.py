@@ -18,7 +18,10 @@ _TEXT_KEYS = frozenset({"message_text", "text", "body"})
 # most between letters) are left alone.
 _PHONE = re.compile(r"(?<![\w.:])[+(]?\d(?:[\s().-]{0,2}\d){8,14}(?![\w:])")
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+")
+# Gateway keys with a known shape (Cast `cast_…`, CastBrick `cb_live_…`/`cb_test_…`); keys of
+# the other gateways have no published format and are kept out of logs by key names.
 _CAST_KEY = re.compile(r"cast_(?:test_)?[0-9a-fA-F]{8,}")
+_CASTBRICK_KEY = re.compile(r"cb_(?:live|test)_[A-Za-z0-9_-]{4,}")
 
 
 def mask_phone(value: str) -> str:
@@ -38,6 +41,7 @@ def scrub_text(value: str) -> str:
     """Mask phone numbers, bearer tokens and Cast keys inside free text (error messages)."""
     value = _BEARER.sub(r"\1***", value)
     value = _CAST_KEY.sub("cast_***", value)
+    value = _CASTBRICK_KEY.sub("cb_***", value)
     return _PHONE.sub(lambda m: mask_phone(m.group(0)), value)
 
 

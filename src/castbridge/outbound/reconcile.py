@@ -19,6 +19,7 @@ from castbridge.limits import Throttled
 from castbridge.outbound.backoff import throttled_delay
 from castbridge.outbound.runtime import MessageContext, Runtime, later, utcnow
 from castbridge.outbound.send import accepted
+from castbridge.store import messages as message_store
 from castbridge.store.jobs import AttemptRecord, ClaimedJob, Transition
 from castbridge.store.messages import SENDABLE
 
@@ -55,6 +56,15 @@ async def run(rt: Runtime, job: ClaimedJob, ctx: MessageContext) -> Transition:
         return later(job, throttled_delay(exc.wait), count=False)
     except GatewayError as exc:
         return _again(rt, job, checks, resends, f"lookup failed: {exc}", exc.code)
+    if found.found is not None and found.found.gateway_message_id:
+        # Two identical texts to one number in one window look alike at the gateway: a match
+        # already claimed by another message is not ours (CastBrick has no reference field).
+        async with rt.store.read() as session:
+            owner = await message_store.by_gateway_id(
+                session, ctx.account.id, found.found.gateway_message_id
+            )
+        if owner is not None and owner.id != message.id:
+            return _again(rt, job, checks, resends, "the only match belongs to another message")
     if found.found is not None:
         metrics.RECONCILED.labels(gateway.capabilities.name, "found").inc()
         return accepted(rt, message, gateway, found.found, sent_at=sent_at, via="reconcile")

@@ -104,8 +104,9 @@ def format_for_gateway(e164: str, country: str, style: Literal["e164", "national
     if phonenumbers.region_code_for_number(number) != country:
         adjective = _COUNTRY_ADJECTIVES.get(country)
         label = f"{adjective} ({country})" if adjective else country
+        article = "an" if label[0] in "AEIO" else "a"  # "a Ugandan", "an Angolan"
         raise InvalidNumber(
-            e164, f"{e164} is not a {label} number; this gateway only sends to {country}"
+            e164, f"{e164} is not {article} {label} number; this gateway only sends to {country}"
         )
     if style == "e164":
         return phonenumbers.format_number(number, PhoneNumberFormat.E164)
