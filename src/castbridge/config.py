@@ -165,6 +165,16 @@ class Settings(BaseSettings):
     default_account_locations: str = Field(
         "*", validation_alias=_env("CASTBRIDGE_DEFAULT_ACCOUNT_LOCATIONS")
     )
+    # After an ambiguous send on a gateway without idempotency keys, "not in the gateway's
+    # records" counts as "not sent" only once the send is this old (records lag a little).
+    reconcile_settle_seconds: float = Field(
+        60.0, ge=0, validation_alias=_env("CASTBRIDGE_RECONCILE_SETTLE_SECONDS")
+    )
+    # How long after acceptance a pushed delivery report is waited for before polling as the
+    # fallback; unset: each gateway's own window (2 minutes).
+    push_report_window_seconds: float | None = Field(
+        None, gt=0, validation_alias=_env("CASTBRIDGE_PUSH_REPORT_WINDOW_SECONDS")
+    )
     # A paused account's held messages are reported failed after this long.
     account_hold_grace_seconds: float = Field(
         1800.0, gt=0, validation_alias=_env("CASTBRIDGE_ACCOUNT_HOLD_GRACE_SECONDS")

@@ -32,6 +32,7 @@ from tests.e2e.support import (
     payloads,
     post_all,
     restart_window,
+    terminal,
 )
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,10 @@ async def _finish_after_restart(s: Stack, castbridge: Castbridge, posted: list[P
     retried = await post_all(s.ghl, castbridge.url + "/webhooks/ghl/delivery", unanswered)
     assert [p.status_code for p in retried] == [200] * len(unanswered)
     ids = [p.message_id for p in posted]
-    assert await wait_for(lambda: all_terminal(s.ghl, ids), within=40, interval=0.25)
+    if not await wait_for(lambda: all_terminal(s.ghl, ids), within=40, interval=0.25):
+        rows = await messages_by_ghl_id(s.settings)
+        open_ = {m: (rows[m].status, rows[m].held) for m in ids if not terminal(s.ghl, m)}
+        raise AssertionError(f"not terminal: {open_} jobs={await job_states(s.settings)}")
 
 
 def _check_outcome(s: Stack, burst: Burst, rows: dict[str, Message]) -> Counter[str]:
@@ -178,3 +182,104 @@ async def test_sigterm_drains_and_exits_zero(tmp_path: Path) -> None:
         figures = _check_outcome(s, burst, rows)
         assert {row.status for row in rows.values()} == {"delivered"}
         log.info("SIGTERM figures: %s, exited after %.2f s", dict(figures), took)
+
+
+async def test_sigkill_mid_burst_on_a_gateway_without_idempotency(
+    tmp_path: Path, database: dict[str, Any]
+) -> None:
+    """CastBrick has no idempotency key. SIGKILL castbridge mid-burst and restart: every
+    message in flight at the kill is reconciled (found, or proven absent and sent then), so
+    every acknowledged message reaches HighLevel once and no recipient gets two SMS."""
+    from castbridge.sandbox.castbrick import DEFAULT_API_KEY as CB_KEY
+    from castbridge.sandbox.castbrick import CastBrickSandboxConfig
+    from castbridge.sandbox.castbrick import SandboxAccount as CBAccount
+    from tests.e2e.support import cli
+
+    locations = BURST_LOCATIONS[:2]
+    castbrick = CastBrickSandboxConfig(
+        accounts=[CBAccount(api_key=CB_KEY, balance=1_000_000, rate_limit=200.0)],
+        sent_after_seconds=0.2,
+        final_after_seconds=0.5,
+        seed=7,
+    )
+    async with run_stack(
+        tmp_path / "stack",
+        cast_config=cast_config(),
+        castbrick_config=castbrick,
+        ghl_config=ghl_config(),
+        with_castbridge=False,
+        worker_lease_seconds=LEASE_SECONDS,
+        reconcile_settle_seconds=2.0,
+        push_report_window_seconds=2.0,  # pushes sent while castbridge was dead are lost
+        **{
+            **FAST,
+            "gateway_settings": {"castbrick": {"rate_limit": 100.0, "timeout_seconds": 2.0}},
+        },
+        **database,
+    ) as s:
+        assert s.castbrick is not None
+        castbridge = Castbridge(s.settings, tmp_path)
+        try:
+            await castbridge.start()
+            for location in locations:
+                await s.install(location)
+                configured = await cli(
+                    s.settings,
+                    "locations",
+                    "configure",
+                    location,
+                    "--gateway",
+                    "castbrick",
+                    "--api-key-stdin",
+                    "--setting",
+                    "reconcile_settle_seconds=1",
+                    stdin=CB_KEY + "\n",
+                )
+                assert configured.exit_code == 0, configured.output
+            bodies = interleave(
+                *(
+                    payloads(
+                        s.ghl,
+                        [f"+24492{n:07d}" for n in range(40)],
+                        location_id=location,
+                        text=f"burst to {location}",
+                    )
+                    for location in locations
+                )
+            )
+            ids = [b["messageId"] for b in bodies]
+            restart_window(s.ghl, ids)
+            posted: list[Posted] = []
+            burst = asyncio.create_task(
+                post_all(
+                    s.ghl,
+                    castbridge.url + "/webhooks/ghl/delivery",
+                    bodies,
+                    concurrency=8,
+                    into=posted,
+                )
+            )
+
+            def far_enough() -> bool:
+                acknowledged = sum(1 for p in posted if p.status_code == 200)
+                return (
+                    acknowledged >= len(bodies) // 2
+                    and sum(
+                        s.castbrick.stats.billed.values()  # type: ignore[union-attr]
+                    )
+                    > 5
+                )
+
+            assert await wait_for(far_enough, within=30, interval=0.01), castbridge.logs()[-2000:]
+            castbridge.kill(signal.SIGKILL)
+            await burst
+            assert await castbridge.wait(within=5) == -signal.SIGKILL
+            await _finish_after_restart(s, castbridge, posted)
+        finally:
+            castbridge.stop()
+        twice = {key: n for key, n in s.castbrick.stats.billed.items() if n > 1}
+        assert twice == {}, f"sent more than once: {twice}"
+        for body in bodies:
+            assert s.castbrick.billed(body["phone"], body["message"]) == 1, body["messageId"]
+            # A report in flight at the kill may reach HighLevel twice; the same status.
+            assert set(s.ghl.statuses(body["messageId"])) == {"delivered"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import Any
 
@@ -60,6 +61,11 @@ def configure(
     verify: bool = typer.Option(
         True, "--verify/--no-verify", help="Check the key with the gateway before storing it."
     ),
+    option: list[str] = typer.Option(
+        [],
+        "--setting",
+        help="A gateway account setting, KEY=VALUE (repeatable), e.g. max_parts=2.",
+    ),
 ) -> None:
     """Give a location its own gateway account, or change its sender, channel or region.
 
@@ -80,6 +86,15 @@ def configure(
         fail("--region must be a two-letter region code such as PH")
     if sender_id is not None and not 1 <= len(sender_id) <= 20:
         fail("--sender-id must be 1 to 20 characters")
+    options: dict[str, Any] = {}
+    for item in option:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            fail(f"--setting must be KEY=VALUE, not {escape(item)!r}")
+        try:
+            options[key.strip()] = json.loads(raw)
+        except ValueError:
+            options[key.strip()] = raw
     if api_key is None and all(v is None for v in (sender_id, channel, region)):
         fail("nothing to change: give an API key (--api-key-stdin), --sender-id, ...")
 
@@ -105,6 +120,7 @@ def configure(
                 sender_id=sender_id,
                 channel=channel,
                 region=region.upper() if region else None,
+                options=options,
                 verify=verify,
             )
 

@@ -17,16 +17,13 @@ from castbridge.gateways.base import GatewayError
 from castbridge.gateways.directory import AccountUnusable
 from castbridge.limits import Throttled
 from castbridge.outbound.backoff import throttled_delay
+from castbridge.outbound.reconcile_gaps import check_gap
 from castbridge.outbound.runtime import MessageContext, Runtime, later, utcnow
 from castbridge.outbound.send import accepted
 from castbridge.store import messages as message_store
 from castbridge.store.jobs import AttemptRecord, ClaimedJob, Transition
 from castbridge.store.messages import SENDABLE
 
-# Seconds between checks (the last repeats).
-CHECK_GAPS = (20.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
-# An absence counts only once the send is this old: gateways list a send with some delay.
-SETTLE_SECONDS = 60.0
 # How far before the recorded attempt the gateway's records are searched (clock skew).
 SEARCH_MARGIN = timedelta(minutes=2)
 MAX_RESENDS = 2
@@ -50,8 +47,13 @@ async def run(rt: Runtime, job: ClaimedJob, ctx: MessageContext) -> Transition:
     sent_at = message.sent_at or message.created_at
     now = utcnow()
     request = rt.send_request(message, gateway.capabilities.channels[0])
+    # The window in which the ambiguous attempt can have reached the gateway: from when it
+    # started to when its call must have ended (the gateway's timeout). Adapters widen it by
+    # their own clock margins.
+    timeout = rt.gateways.defaults[ctx.account.gateway].timeout_seconds
+    until = min(now, sent_at + timedelta(seconds=timeout + 5))
     try:
-        found = await gateway.find_sent(request, since=sent_at - SEARCH_MARGIN, until=now)
+        found = await gateway.find_sent(request, since=sent_at - SEARCH_MARGIN, until=until)
     except Throttled as exc:
         return later(job, throttled_delay(exc.wait), count=False)
     except GatewayError as exc:
@@ -68,7 +70,7 @@ async def run(rt: Runtime, job: ClaimedJob, ctx: MessageContext) -> Transition:
     if found.found is not None:
         metrics.RECONCILED.labels(gateway.capabilities.name, "found").inc()
         return accepted(rt, message, gateway, found.found, sent_at=sent_at, via="reconcile")
-    settled = (now - sent_at).total_seconds() >= SETTLE_SECONDS
+    settled = (now - sent_at).total_seconds() >= rt.settings.reconcile_settle_seconds
     if found.conclusive and settled and checks >= 1:
         if resends >= MAX_RESENDS:
             return _unknown(message.id, gateway.capabilities.label, "resent too often already")
@@ -96,7 +98,7 @@ def _again(
     message_created = job.created_at
     if utcnow() - message_created > timedelta(seconds=rt.settings.send_horizon_seconds):
         return _unknown(None, "the gateway", detail)
-    gap = CHECK_GAPS[min(checks, len(CHECK_GAPS) - 1)]
+    gap = check_gap(rt.settings.reconcile_settle_seconds, checks)
     return later(
         job,
         gap,

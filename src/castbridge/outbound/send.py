@@ -21,6 +21,7 @@ from castbridge.gateways.directory import AccountUnusable
 from castbridge.limits import Throttled
 from castbridge.logging import get_logger
 from castbridge.outbound.backoff import retry_delay, throttled_delay
+from castbridge.outbound.reconcile_gaps import check_gap
 from castbridge.outbound.runtime import (
     MessageContext,
     Runtime,
@@ -36,9 +37,6 @@ from castbridge.store.models import Message
 
 log = get_logger(__name__)
 
-# How long after an ambiguous attempt the first reconciliation looks (a gateway's records
-# need a moment to show a send).
-RECONCILE_FIRST_SECONDS = 20.0
 INSTALL_RECHECK_SECONDS = 3.0
 
 
@@ -208,7 +206,8 @@ def accepted(
         )
     # A pushed report usually comes first; the poll is the fallback (and the only path for
     # gateways without push).
-    first = caps.push_report_window_seconds if caps.dlr_push else rt.settings.poll_gaps[0]
+    window = rt.settings.push_report_window_seconds or caps.push_report_window_seconds
+    first = window if caps.dlr_push else rt.settings.poll_gaps[0]
     return Transition(
         fate="next",
         kind="poll",
@@ -304,7 +303,8 @@ async def _failed(
                 fate="next",
                 kind="reconcile",
                 lane="status",
-                run_at=utcnow() + timedelta(seconds=RECONCILE_FIRST_SECONDS),
+                run_at=utcnow()
+                + timedelta(seconds=check_gap(settings.reconcile_settle_seconds, 0)),
                 payload={"checks": 0, "resends": int(job.payload.get("resends", 0))},
                 attempt=AttemptRecord(
                     "send",

@@ -1,4 +1,4 @@
-"""Both sandboxes and castbridge wired together on loopback (sandbox, demo, tests, benchmarks)."""
+"""Every sandbox and castbridge wired together on loopback (sandbox, demo, tests, benchmarks)."""
 
 from __future__ import annotations
 
@@ -25,8 +25,18 @@ from castbridge.sandbox.cast import (
     CastSandboxConfig,
     create_cast_sandbox,
 )
+from castbridge.sandbox.castbrick import DEFAULT_API_KEY as CASTBRICK_KEY
+from castbridge.sandbox.castbrick import DEFAULT_SENDER_ID as CASTBRICK_SENDER
+from castbridge.sandbox.castbrick import (
+    CastBrickSandbox,
+    CastBrickSandboxConfig,
+    create_castbrick_sandbox,
+)
 from castbridge.sandbox.ghl import GHLSandbox, GHLSandboxConfig, create_ghl_sandbox
 from castbridge.sandbox.server import serve_app
+from castbridge.sandbox.ugsms import DEFAULT_API_KEY as UGSMS_KEY
+from castbridge.sandbox.ugsms import DEFAULT_SENDER_ID as UGSMS_SENDER
+from castbridge.sandbox.ugsms import UgsmsSandbox, UgsmsSandboxConfig, create_ugsms_sandbox
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -44,6 +54,41 @@ class Stack:
     ghl_url: str
     url: str  # castbridge
     app: FastAPI | None
+    castbrick: CastBrickSandbox | None = None
+    ugsms: UgsmsSandbox | None = None
+    gateway_urls: dict[str, str] | None = None  # each gateway's sandbox base URL
+    gateway_keys: dict[str, str] | None = None  # each sandbox's default API key
+
+    async def use_gateway(
+        self,
+        location_id: str,
+        gateway: str,
+        *,
+        api_key: str | None = None,
+        sender_id: str | None = None,
+        channel: str | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> int:
+        """Give a location its own account on `gateway` (the sandbox's default key unless one
+        is given), checked live and with webhooks registered, as the settings page does."""
+        from castbridge.accounts import configure_location
+
+        resources = self.resources
+        done = await configure_location(
+            resources.store,
+            resources.gateways,
+            self.settings,
+            resources.box,
+            location_id,
+            gateway=gateway,
+            api_key=api_key or (self.gateway_keys or {})[gateway],
+            sender_id=sender_id,
+            channel=channel,
+            options=options,
+        )
+        resources.forget_location(location_id)
+        assert done.account_id is not None
+        return done.account_id
 
     @property
     def delivery_url(self) -> str:
@@ -89,6 +134,7 @@ def stack_settings(
     ghl_url: str,
     ghl: GHLSandbox,
     port: int,
+    gateway_urls: dict[str, str] | None = None,
     **overrides: Any,
 ) -> Settings:
     """castbridge settings pointing at the sandboxes, with fast test-friendly timings.
@@ -99,6 +145,19 @@ def stack_settings(
     gateway_settings: dict[str, dict[str, Any]] = {
         "cast": {"api_url": cast_url, "api_key": DEFAULT_API_KEY, "sender_id": DEFAULT_SENDER_ID}
     }
+    urls = gateway_urls or {}
+    if "castbrick" in urls:
+        gateway_settings["castbrick"] = {
+            "api_url": urls["castbrick"],
+            "api_key": CASTBRICK_KEY,
+            "sender_id": CASTBRICK_SENDER,
+        }
+    if "ugsms" in urls:
+        gateway_settings["ugsms"] = {
+            "api_url": urls["ugsms"],
+            "api_key": UGSMS_KEY,
+            "sender_id": UGSMS_SENDER,
+        }
     for name, fields in overrides.pop("gateway_settings", {}).items():
         gateway_settings.setdefault(name, {}).update(fields)
     values: dict[str, Any] = {
@@ -130,17 +189,38 @@ async def run_stack(
     *,
     cast_config: CastSandboxConfig | None = None,
     ghl_config: GHLSandboxConfig | None = None,
+    castbrick_config: CastBrickSandboxConfig | None = None,
+    ugsms_config: UgsmsSandboxConfig | None = None,
     with_castbridge: bool = True,
     **overrides: Any,
 ) -> AsyncIterator[Stack]:
-    """Start the Cast and HighLevel sandboxes and (unless told not to) castbridge, in this loop."""
+    """Start every sandbox (HighLevel, Cast, CastBrick, UGSMS) and, unless told not to,
+    castbridge wired to them, in this loop. Each gateway's default account is the sandbox's
+    default key; `default_gateway` picks which one locations without their own use."""
     cast_app = create_cast_sandbox(cast_config)
     ghl_app = create_ghl_sandbox(ghl_config)
-    async with serve_app(cast_app) as cast_url, serve_app(ghl_app) as ghl_url:
+    castbrick_app = create_castbrick_sandbox(castbrick_config)
+    ugsms_app = create_ugsms_sandbox(ugsms_config)
+    async with contextlib.AsyncExitStack() as servers:
+        cast_url = await servers.enter_async_context(serve_app(cast_app))
+        ghl_url = await servers.enter_async_context(serve_app(ghl_app))
+        castbrick_url = await servers.enter_async_context(serve_app(castbrick_app))
+        ugsms_url = await servers.enter_async_context(serve_app(ugsms_app))
+        urls = {
+            "cast": cast_url,
+            "castbrick": castbrick_url,
+            "ugsms": f"{ugsms_url}/api/v2",
+        }
         ghl: GHLSandbox = ghl_app.state.sandbox
         port = free_port()
         settings = stack_settings(
-            data_dir, cast_url=cast_url, ghl_url=ghl_url, ghl=ghl, port=port, **overrides
+            data_dir,
+            cast_url=cast_url,
+            ghl_url=ghl_url,
+            ghl=ghl,
+            port=port,
+            gateway_urls=urls,
+            **overrides,
         )
         stack = Stack(
             settings=settings,
@@ -150,6 +230,10 @@ async def run_stack(
             ghl_url=ghl_url,
             url=f"http://127.0.0.1:{port}",
             app=None,
+            castbrick=castbrick_app.state.sandbox,
+            ugsms=ugsms_app.state.sandbox,
+            gateway_urls=urls,
+            gateway_keys={"cast": DEFAULT_API_KEY, "castbrick": CASTBRICK_KEY, "ugsms": UGSMS_KEY},
         )
         if not with_castbridge:
             yield stack

@@ -167,11 +167,21 @@ async def by_ghl_id(
 async def by_gateway_id(
     session: AsyncSession, account_id: int, gateway_message_id: str
 ) -> Message | None:
+    """The message a gateway id belongs to, on this account or any account with the same key
+    (two castbridge accounts may share one API key; the gateway then reports to both)."""
+    from castbridge.store.models import GatewayAccount
+
+    same_key = select(GatewayAccount.id).where(
+        GatewayAccount.key_fingerprint
+        == select(GatewayAccount.key_fingerprint)
+        .where(GatewayAccount.id == account_id)
+        .scalar_subquery()
+    )
     return (
         await session.execute(
             select(Message)
             .where(
-                Message.account_id == account_id,
+                (Message.account_id == account_id) | Message.account_id.in_(same_key),
                 Message.gateway_message_id == fit(gateway_message_id, 64),
             )
             .order_by(Message.id.desc())

@@ -121,6 +121,7 @@ class CastBrickGateway:
         fallback: bool = False,
         max_parts: int = DEFAULT_MAX_PARTS,
         allow_international: bool = False,
+        reconcile_settle: timedelta = RECONCILE_SETTLE,
         now: Callable[[], datetime] = _now,
     ) -> None:
         if max_parts < 1:
@@ -130,6 +131,7 @@ class CastBrickGateway:
         self.fallback = fallback
         self._max_parts = max_parts
         self._allow_international = allow_international
+        self._settle = reconcile_settle
         self._now = now
         # `GET /sms/{id}` is a bonus path: whether it takes the batch messageId is uncertain
         # (gateways.md §2). Once it 404s for a message the list does know, this instance stops
@@ -324,7 +326,7 @@ class CastBrickGateway:
                 candidates=len(matches),
             )
             return Reconciliation(SendResult(gateway_message_id=best.key), conclusive=True)
-        settled = self._now() - until >= RECONCILE_SETTLE
+        settled = self._now() - until >= self._settle
         conclusive = complete and unreadable == 0 and settled
         log.info(
             "castbrick.reconcile.absent",
@@ -482,6 +484,7 @@ def build(account: AccountConfig, context: GatewayContext) -> CastBrickGateway:
         fallback=settings.fallback,
         max_parts=settings.max_parts,
         allow_international=settings.allow_international,
+        reconcile_settle=timedelta(seconds=settings.reconcile_settle_seconds),
     )
 
 

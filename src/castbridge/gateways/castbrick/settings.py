@@ -68,6 +68,10 @@ class CastBrickAccountSettings(AccountSettings):
     fallback: bool = False
     # Segments a message may have (see DEFAULT_MAX_PARTS).
     max_parts: int = Field(DEFAULT_MAX_PARTS, ge=1, le=MAX_PARTS_LIMIT)
+    # How long after a send's window closes CastBrick's list is trusted to show it: only
+    # then does "not listed" prove the send never happened. How quickly a send is listed is
+    # not documented (uncertain); two minutes is the safe default, lower it after testing.
+    reconcile_settle_seconds: float = Field(120.0, ge=0, le=3600)
 
 
 def check_key(key: str) -> str | None:
