@@ -62,6 +62,8 @@ class Mark:
             raise ValueError("bad mark")
         at = value.get("at")
         ids = value.get("ids", [])
+        if at is not None and not isinstance(at, str):
+            raise ValueError("bad mark time")
         parsed = lenient_datetime(at) if at is not None else None
         if (at is not None and parsed is None) or not isinstance(ids, list):
             raise ValueError("bad mark")

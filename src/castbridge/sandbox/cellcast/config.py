@@ -20,6 +20,7 @@ SHARED_NUMBER = "61400000100"  # what #SharedNum# shows as (two-way)
 # Recipients with a known fate (valid Australian mobile numbers).
 UNDELIVERABLE_NUMBER = "+61400000404"  # ends with `undeliverable_status`
 NO_ID_NUMBER = "+61400000405"  # answered under status:true without a MessageId (not sent)
+REFUSED_NUMBER = "+61400000406"  # a valid-looking mobile Cellcast lists in invalidContacts
 
 FinalFailure = Literal["failed", "rejected", "expired", "dead", "blocked"]
 
@@ -87,6 +88,8 @@ class CellcastSandboxConfig(BaseModel):
     undeliverable_status: FinalFailure = "failed"
     failed_rate: float = Field(0.0, ge=0, le=1)
     no_id_numbers: list[str] = Field(default_factory=lambda: [NO_ID_NUMBER])
+    # Numbers Cellcast's own validation refuses (besides non-mobiles): `invalidContacts`.
+    invalid_numbers: list[str] = Field(default_factory=lambda: [REFUSED_NUMBER])
     retry_after_seconds: int = Field(1, ge=0)
     # The list's fromDate/toDate are whole days in the account's time zone (AEST, no DST here).
     report_utc_offset_hours: float = Field(10.0, ge=-12, le=14)

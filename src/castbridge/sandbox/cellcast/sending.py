@@ -141,6 +141,7 @@ class SendingMixin(SandboxBase):
         """(sendable (contact, 61…) pairs, invalid contacts, unsubscribed contacts); a refusal
         when the account answers opt-outs by refusing the whole request."""
         optouts = {international(n) for n in account.optouts}
+        refused = {international(n) for n in self.config.invalid_numbers}
         sendable: list[tuple[str, str]] = []
         invalid: list[str] = []
         unsubscribed: list[str] = []
@@ -148,7 +149,7 @@ class SendingMixin(SandboxBase):
             number = international(contact)
             if number in optouts:
                 unsubscribed.append(contact)
-            elif not valid_mobile(number):
+            elif number in refused or not valid_mobile(number):
                 invalid.append(contact)
             else:
                 sendable.append((contact, number))
