@@ -86,8 +86,8 @@ class Cursor:
 
     @classmethod
     def decode(cls, cursor: str | None) -> Cursor:
-        """Our own JSON cursor, or a bare ISO-8601 time to start from (a new account's poll
-        can begin at its creation instead of importing every old reply)."""
+        """Our own JSON cursor, or a bare ISO-8601 time to start from, that instant included (a
+        new account's poll can begin at its creation instead of importing every old reply)."""
         if cursor is None or not cursor.strip():
             return cls()
         text = cursor.strip()
