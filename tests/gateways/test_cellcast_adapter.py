@@ -364,7 +364,7 @@ async def test_build_wires_pacing_settings_and_sender(server: SharedServer) -> N
             pacer=LocalPacer(),
             account_bucket="acct:1",
             ip_bucket="ip:cellcast",
-            defaults=CellcastDefaults(_env_file=None, rate_limit=2.0),  # type: ignore[call-arg]
+            defaults=CellcastDefaults(_env_file=None, rate_limit=2.0),
         )
         account = AccountConfig(
             account_id=1,

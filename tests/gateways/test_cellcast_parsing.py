@@ -247,13 +247,13 @@ def test_defaults_and_account_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     """CELLCAST_* env defaults; rate limit with headroom; international sending refused."""
     monkeypatch.setenv("CELLCAST_RATE_LIMIT", "8")
     monkeypatch.setenv("CELLCAST_API_URL", "https://example.test/")
-    defaults = CellcastDefaults(_env_file=None)  # type: ignore[call-arg]
+    defaults = CellcastDefaults(_env_file=None)
     assert defaults.api_url == "https://example.test"
     limit = defaults.rate_limits()["account"]
     assert (limit.rate, limit.burst) == (8.0, 4.0)
     monkeypatch.delenv("CELLCAST_RATE_LIMIT")
     monkeypatch.delenv("CELLCAST_API_URL")
-    fresh = CellcastDefaults(_env_file=None)  # type: ignore[call-arg]
+    fresh = CellcastDefaults(_env_file=None)
     assert (fresh.api_url, fresh.rate_limit) == ("https://api.cellcast.com", 12.0)
     settings = CellcastAccountSettings()
     assert (settings.max_parts, settings.reply_stop_to_opt_out) == (6, False)

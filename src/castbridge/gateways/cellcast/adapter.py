@@ -385,6 +385,10 @@ class CellcastGateway:
         if request.channel == "chat":
             # The chat endpoint stores no reference we could filter by.
             return Reconciliation(None, conclusive=False)
+        # A naive time is taken as UTC, so the settle check never compares naive with aware.
+        since, until = (
+            t if t.tzinfo is not None else t.replace(tzinfo=UTC) for t in (since, until)
+        )
         reference = custom_string(request.reference)
         text = crlf(request.text)
         from_date = (since - RECONCILE_DATE_MARGIN).date()

@@ -208,6 +208,8 @@ class ReportsMixin(SandboxBase):
         )
 
     def token_verify(self, account: SandboxAccount) -> dict[str, Any]:
+        # The answer's shape is not documented; a flat success envelope is the guess, and the
+        # adapter requires nothing from its `data`.
         return {
             "status": True,
             "message": "Token is valid",

@@ -122,6 +122,8 @@ class CellcastSandbox(SendingMixin, ReportsMixin):
         return account
 
     def rate_limited(self, *, count: bool = True) -> SandboxError:
+        # The new API's 429 body is not documented; the adapter relies only on the status and
+        # Retry-After.
         if count:
             self.stats.rate_limited += 1
         return SandboxError(
