@@ -22,6 +22,8 @@ _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+")
 # the other gateways have no published format and are kept out of logs by key names.
 _CAST_KEY = re.compile(r"cast_(?:test_)?[0-9a-fA-F]{8,}")
 _CASTBRICK_KEY = re.compile(r"cb_(?:live|test)_[A-Za-z0-9_-]{4,}")
+# JWT-shaped tokens (Cellcast's keys look like them), wherever they appear.
+_JWT = re.compile(r"eyJ[\w-]{4,}\.[\w-]{4,}\.[\w-]{4,}")
 
 
 def mask_phone(value: str) -> str:
@@ -42,6 +44,7 @@ def scrub_text(value: str) -> str:
     value = _BEARER.sub(r"\1***", value)
     value = _CAST_KEY.sub("cast_***", value)
     value = _CASTBRICK_KEY.sub("cb_***", value)
+    value = _JWT.sub("***", value)
     return _PHONE.sub(lambda m: mask_phone(m.group(0)), value)
 
 

@@ -183,3 +183,29 @@ async def test_ugsms_sub_account_is_sent_but_never_claimed_delivered(tmp_path: P
         assert s.ugsms.billed("0702900001", "Oli otya") == 1
         timeline = [a.detail or "" for a in await attempts_of(s.settings, message_id)]
         assert any("UGSMS gives no delivery reports" in detail for detail in timeline)
+
+
+async def test_cellcast_sub_account_with_the_dashboard_webhook(tmp_path: Path) -> None:
+    """A Cellcast account: the webhook URL `accounts show` prints pasted into Cellcast's
+    dashboard; delivered and failed arrive as pushed Status reports; each message carries our
+    reference in customString and is sent once."""
+    from castbridge.sandbox.cellcast import CellcastSandboxConfig
+
+    cellcast = CellcastSandboxConfig(sent_after_seconds=0.2, final_after_seconds=0.5, seed=7)
+    async with run_stack(
+        tmp_path, cellcast_config=cellcast, cast_config=cast_config(), ghl_config=ghl_config(),
+        **FAST,
+    ) as s:
+        assert s.cellcast is not None
+        location = LOCATIONS[2]
+        await s.install(location)
+        account_id = await s.use_gateway(location, "cellcast")
+        shown = json.loads(
+            (await cli(s.settings, "accounts", "show", str(account_id), "--json")).stdout
+        )
+        assert "paste this URL into the Cellcast dashboard" in shown["webhook_setup"]
+        ok = await _send(s, location, "+61412345678", "G'day from castbridge")
+        assert await wait_for(lambda: terminal(s.ghl, ok), within=20)
+        assert s.ghl.statuses(ok) == ["delivered"]
+        assert s.cellcast.billed_to("+61412345678", "G'day from castbridge") == 1
+        assert s.cellcast.billed(f"{location}-{ok}") == 1

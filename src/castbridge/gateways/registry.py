@@ -12,10 +12,11 @@ from pydantic import SecretStr, ValidationError
 from castbridge.config import ConfigError, Settings
 from castbridge.gateways.cast import SPEC as CAST
 from castbridge.gateways.castbrick import SPEC as CASTBRICK
+from castbridge.gateways.cellcast import SPEC as CELLCAST
 from castbridge.gateways.spec import GatewayDefaults, GatewaySpec
 from castbridge.gateways.ugsms import SPEC as UGSMS
 
-SPECS: dict[str, GatewaySpec] = {spec.name: spec for spec in (CAST, CASTBRICK, UGSMS)}
+SPECS: dict[str, GatewaySpec] = {spec.name: spec for spec in (CAST, CASTBRICK, CELLCAST, UGSMS)}
 
 
 class UnknownGateway(KeyError):

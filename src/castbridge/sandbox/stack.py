@@ -32,6 +32,13 @@ from castbridge.sandbox.castbrick import (
     CastBrickSandboxConfig,
     create_castbrick_sandbox,
 )
+from castbridge.sandbox.cellcast import DEFAULT_API_KEY as CELLCAST_KEY
+from castbridge.sandbox.cellcast import DEFAULT_SENDER as CELLCAST_SENDER
+from castbridge.sandbox.cellcast import (
+    CellcastSandbox,
+    CellcastSandboxConfig,
+    create_cellcast_sandbox,
+)
 from castbridge.sandbox.ghl import GHLSandbox, GHLSandboxConfig, create_ghl_sandbox
 from castbridge.sandbox.server import serve_app
 from castbridge.sandbox.ugsms import DEFAULT_API_KEY as UGSMS_KEY
@@ -55,6 +62,7 @@ class Stack:
     url: str  # castbridge
     app: FastAPI | None
     castbrick: CastBrickSandbox | None = None
+    cellcast: CellcastSandbox | None = None
     ugsms: UgsmsSandbox | None = None
     gateway_urls: dict[str, str] | None = None  # each gateway's sandbox base URL
     gateway_keys: dict[str, str] | None = None  # each sandbox's default API key
@@ -88,7 +96,21 @@ class Stack:
         )
         resources.forget_location(location_id)
         assert done.account_id is not None
+        if gateway == "cellcast" and self.cellcast is not None:
+            # Cellcast's webhooks are set by a person in its dashboard: do what they would.
+            url = await self.webhook_url(done.account_id)
+            self.cellcast.set_webhooks(api_key or CELLCAST_KEY, url, url)
         return done.account_id
+
+    async def webhook_url(self, account_id: int) -> str:
+        """The account's gateway webhook URL, as `castbridge accounts show` prints it."""
+        from castbridge.accounts import webhook_url
+        from castbridge.store import accounts as account_store
+
+        async with self.resources.store.read() as session:
+            row = await account_store.get(session, account_id)
+        assert row is not None
+        return webhook_url(self.url, row.gateway, row.webhook_token)
 
     @property
     def delivery_url(self) -> str:
@@ -152,6 +174,12 @@ def stack_settings(
             "api_key": CASTBRICK_KEY,
             "sender_id": CASTBRICK_SENDER,
         }
+    if "cellcast" in urls:
+        gateway_settings["cellcast"] = {
+            "api_url": urls["cellcast"],
+            "api_key": CELLCAST_KEY,
+            "sender_id": CELLCAST_SENDER,
+        }
     if "ugsms" in urls:
         gateway_settings["ugsms"] = {
             "api_url": urls["ugsms"],
@@ -190,25 +218,29 @@ async def run_stack(
     cast_config: CastSandboxConfig | None = None,
     ghl_config: GHLSandboxConfig | None = None,
     castbrick_config: CastBrickSandboxConfig | None = None,
+    cellcast_config: CellcastSandboxConfig | None = None,
     ugsms_config: UgsmsSandboxConfig | None = None,
     with_castbridge: bool = True,
     **overrides: Any,
 ) -> AsyncIterator[Stack]:
-    """Start every sandbox (HighLevel, Cast, CastBrick, UGSMS) and, unless told not to,
+    """Start every sandbox (HighLevel, Cast, CastBrick, Cellcast, UGSMS) and, unless told not to,
     castbridge wired to them, in this loop. Each gateway's default account is the sandbox's
     default key; `default_gateway` picks which one locations without their own use."""
     cast_app = create_cast_sandbox(cast_config)
     ghl_app = create_ghl_sandbox(ghl_config)
     castbrick_app = create_castbrick_sandbox(castbrick_config)
+    cellcast_app = create_cellcast_sandbox(cellcast_config)
     ugsms_app = create_ugsms_sandbox(ugsms_config)
     async with contextlib.AsyncExitStack() as servers:
         cast_url = await servers.enter_async_context(serve_app(cast_app))
         ghl_url = await servers.enter_async_context(serve_app(ghl_app))
         castbrick_url = await servers.enter_async_context(serve_app(castbrick_app))
+        cellcast_url = await servers.enter_async_context(serve_app(cellcast_app))
         ugsms_url = await servers.enter_async_context(serve_app(ugsms_app))
         urls = {
             "cast": cast_url,
             "castbrick": castbrick_url,
+            "cellcast": cellcast_url,
             "ugsms": f"{ugsms_url}/api/v2",
         }
         ghl: GHLSandbox = ghl_app.state.sandbox
@@ -231,9 +263,15 @@ async def run_stack(
             url=f"http://127.0.0.1:{port}",
             app=None,
             castbrick=castbrick_app.state.sandbox,
+            cellcast=cellcast_app.state.sandbox,
             ugsms=ugsms_app.state.sandbox,
             gateway_urls=urls,
-            gateway_keys={"cast": DEFAULT_API_KEY, "castbrick": CASTBRICK_KEY, "ugsms": UGSMS_KEY},
+            gateway_keys={
+                "cast": DEFAULT_API_KEY,
+                "castbrick": CASTBRICK_KEY,
+                "cellcast": CELLCAST_KEY,
+                "ugsms": UGSMS_KEY,
+            },
         )
         if not with_castbridge:
             yield stack

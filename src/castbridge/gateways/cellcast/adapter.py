@@ -418,7 +418,8 @@ class CellcastGateway:
                 complete = True
                 break
             page = result.next_page if result.next_page and result.next_page > page else page + 1
-        settled = self._clock() - until >= RECONCILE_SETTLE
+        settle = timedelta(seconds=self.settings.reconcile_settle_seconds)
+        settled = self._clock() - until >= settle
         conclusive = complete and doubtful == 0 and settled
         log.info(
             "cellcast.reconcile.absent",

@@ -65,6 +65,9 @@ class CellcastAccountSettings(AccountSettings):
     # number on its side and later sends come back as opt-outs, which castbridge handles too;
     # an operator may want that when replies are not polled or pushed to castbridge.
     reply_stop_to_opt_out: bool = False
+    # How long after a send's window closes the report list is trusted to show it, before
+    # "not listed" proves the send never happened (its lag is undocumented: uncertain).
+    reconcile_settle_seconds: float = Field(120.0, ge=0, le=3600)
 
     @field_validator("allow_international")
     @classmethod
