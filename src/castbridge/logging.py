@@ -99,8 +99,10 @@ def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            redact,
+            # Exceptions are rendered to text first so that redaction sees (and masks) what
+            # their messages and tracebacks carry: a number in an error, a token in a URL.
             structlog.processors.format_exc_info,
+            redact,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),

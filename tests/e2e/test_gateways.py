@@ -193,7 +193,10 @@ async def test_cellcast_sub_account_with_the_dashboard_webhook(tmp_path: Path) -
 
     cellcast = CellcastSandboxConfig(sent_after_seconds=0.2, final_after_seconds=0.5, seed=7)
     async with run_stack(
-        tmp_path, cellcast_config=cellcast, cast_config=cast_config(), ghl_config=ghl_config(),
+        tmp_path,
+        cellcast_config=cellcast,
+        cast_config=cast_config(),
+        ghl_config=ghl_config(),
         **FAST,
     ) as s:
         assert s.cellcast is not None

@@ -262,3 +262,34 @@ async def test_attachments_rejected(tmp_path: Path) -> None:
         assert error["code"] == "ATTACHMENTS_UNSUPPORTED"
         assert "attachments" in error["message"]
         assert s.cast.stats.sends == 0
+
+
+async def test_a_job_that_keeps_crashing_ends_through_its_kind_terminal_path(
+    tmp_path: Path,
+) -> None:
+    """A send whose handler keeps raising (here: a phone number that no longer decrypts) is
+    retried a few times, then ends like a failed send: HighLevel is told `failed`, and the
+    crashes are on the timeline. Before, the crash handler gave up only at twice the send
+    attempts and could leave the message queued with HighLevel never told."""
+    from sqlalchemy import update
+
+    from castbridge.store.models import Message
+
+    async with run_stack(tmp_path, cast_config=cast_config(), ghl_config=ghl_config(), **FAST) as s:
+        location = LOCATIONS[0]
+        # Not installed yet: the delivery is held, so its row can be spoiled before the send.
+        result = await s.ghl.send_delivery_webhook(
+            s.delivery_url, phone=PH_MOBILE.format(7), message="hi", location_id=location
+        )
+        async with s.resources.store.write() as session:
+            await session.execute(
+                update(Message)
+                .where(Message.ghl_message_id == result.message_id)
+                .values(phone_enc="not-a-fernet-token")
+            )
+        await s.install(location)
+        assert await wait_for(lambda: terminal(s.ghl, result.message_id), within=30)
+        assert s.ghl.statuses(result.message_id) == ["failed"]
+        outcomes = [a.outcome for a in await attempts_of(s.settings, result.message_id)]
+        assert outcomes.count("crashed") == 5
+        assert s.cast.stats.sends == 0
