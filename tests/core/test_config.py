@@ -131,3 +131,22 @@ def test_default_account_locations(monkeypatch: pytest.MonkeyPatch) -> None:
     assert listed.default_account_allowed("locX", "coB")
     assert not listed.default_account_allowed("locX", "coX")
     assert not nobody.default_account_allowed("locA", "coB")
+
+
+def test_env_example_lists_every_setting() -> None:
+    """Every environment variable castbridge reads, its own and each gateway's, is in
+    .env.example (operators copy it; a missing one is a setting nobody finds)."""
+    from pathlib import Path
+
+    from castbridge.config import _env_name
+    from castbridge.gateways.registry import SPECS
+
+    listed = {
+        line.split("=", 1)[0].strip()
+        for line in (Path(__file__).parents[2] / ".env.example").read_text().splitlines()
+        if "=" in line and not line.lstrip().startswith("#")
+    }
+    wanted = {_env_name(name) for name in Settings.model_fields if name != "gateway_settings"}
+    for name, spec in SPECS.items():
+        wanted |= {f"{name.upper()}_{field.upper()}" for field in spec.defaults.model_fields}
+    assert wanted - listed == set()
