@@ -14,9 +14,21 @@ from rich.console import Console
 from rich.table import Table
 
 from castbridge.sandbox.cast import UNDELIVERABLE_NUMBER, CastSandboxConfig
+from castbridge.sandbox.castbrick import UNDELIVERABLE_NUMBER as AO_UNDELIVERABLE
+from castbridge.sandbox.castbrick import CastBrickSandboxConfig
+from castbridge.sandbox.cellcast import UNDELIVERABLE_NUMBER as AU_UNDELIVERABLE
+from castbridge.sandbox.cellcast import CellcastSandboxConfig
 from castbridge.sandbox.ghl import GHLSandboxConfig
 from castbridge.sandbox.stack import Stack, run_stack
 from castbridge.store import messages as message_store
+
+# One sandbox sub-account per gateway (HighLevel-shaped ids) and the gateway it sends on.
+LOCATIONS = {
+    "cast": "sbxLocationCastPH001",
+    "castbrick": "sbxLocationCastBrAO1",
+    "cellcast": "sbxLocationCellcAU01",
+    "ugsms": "sbxLocationUgsmsUG01",
+}
 
 LONG_TEXT = (
     "Hi Maria! Your appointment at Makati Dental Clinic is confirmed for Monday 10:00 AM. "
@@ -32,14 +44,19 @@ class Case:
     label: str
     phone: str
     text: str
-    expect: str  # the final HighLevel status we must see
+    expect: str  # the final HighLevel status we must see ("pending": none, on purpose)
     expect_error: str | None = None  # a fragment the failure message must contain
     message_id: str = ""
     posted_at: float = 0.0
     finished_at: float | None = None
     http_status: int = 0
     duplicate_of: Case | None = None
+    gateway: str = "cast"
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def location(self) -> str:
+        return LOCATIONS[self.gateway]
 
 
 def build_cases() -> list[Case]:
@@ -63,13 +80,54 @@ def build_cases() -> list[Case]:
             "Carrier",
         ),
         *burst,
+        Case(
+            "CastBrick, Angola",
+            "+244923000101",
+            "Olá! A sua encomenda chegou.",
+            "delivered",
+            gateway="castbrick",
+        ),
+        Case(
+            "CastBrick, undeliverable",
+            AO_UNDELIVERABLE,
+            "Bounces",
+            "failed",
+            "unreachable",
+            gateway="castbrick",
+        ),
+        Case(
+            "Cellcast, Australia",
+            "0412 345 678",
+            "G'day! Your booking is confirmed.",
+            "delivered",
+            gateway="cellcast",
+        ),
+        Case(
+            "Cellcast, undeliverable",
+            AU_UNDELIVERABLE,
+            "Bounces",
+            "failed",
+            "Carrier",
+            gateway="cellcast",
+        ),
+        Case(
+            "UGSMS, Uganda (no DLR)",
+            "0702 913 454",
+            "Oli otya! Payment received.",
+            "pending",
+            gateway="ugsms",
+        ),
     ]
 
 
 async def _post(stack: Stack, case: Case, http: httpx2.AsyncClient) -> None:
     case.posted_at = time.monotonic()
     result = await stack.ghl.send_delivery_webhook(
-        stack.delivery_url, phone=case.phone, message=case.text, http=http
+        stack.delivery_url,
+        phone=case.phone,
+        message=case.text,
+        location_id=case.location,
+        http=http,
     )
     case.message_id = result.message_id
     case.http_status = result.status_code
@@ -78,7 +136,10 @@ async def _post(stack: Stack, case: Case, http: httpx2.AsyncClient) -> None:
 async def _repost(stack: Stack, original: Case, http: httpx2.AsyncClient) -> Case:
     """HighLevel retrying a delivery: the same signed body again."""
     payload = stack.ghl.delivery_payload(
-        phone=original.phone, message=original.text, message_id=original.message_id
+        phone=original.phone,
+        message=original.text,
+        message_id=original.message_id,
+        location_id=original.location,
     )
     payload["contactId"] = stack.ghl.messages[original.message_id].contact_id
     response = await stack.ghl.send_event(stack.delivery_url, payload, http=http)
@@ -95,11 +156,19 @@ async def run_demo(console: Console, *, within: float = 90.0) -> bool:
     """Run the scenario; print the table; True when every expectation held."""
     started = time.monotonic()
     cast_config = CastSandboxConfig(pending_after_seconds=0.5, final_after_seconds=1.5, seed=7)
-    ghl_config = GHLSandboxConfig(not_downstreamed_seconds=2.0, seed=7)
+    castbrick_config = CastBrickSandboxConfig(
+        sent_after_seconds=0.3, final_after_seconds=1.0, seed=7
+    )
+    cellcast_config = CellcastSandboxConfig(sent_after_seconds=0.3, final_after_seconds=1.0, seed=7)
+    ghl_config = GHLSandboxConfig(
+        not_downstreamed_seconds=2.0, seed=7, location_ids=list(LOCATIONS.values())
+    )
     with tempfile.TemporaryDirectory(prefix="castbridge-demo-") as tmp:
         async with run_stack(
             Path(tmp),
             cast_config=cast_config,
+            castbrick_config=castbrick_config,
+            cellcast_config=cellcast_config,
             ghl_config=ghl_config,
             log_level="WARNING",
             status_poll_schedule="1,1,2,3",
@@ -110,8 +179,14 @@ async def run_demo(console: Console, *, within: float = 90.0) -> bool:
                 f"[bold]castbridge demo[/bold]  castbridge {stack.url}  "
                 f"Cast sandbox {stack.cast_url}  HighLevel sandbox {stack.ghl_url}"
             )
-            await stack.install()
-            console.print("installed a sandbox location through the real OAuth flow")
+            for gateway, location in LOCATIONS.items():
+                await stack.install(location)
+                if gateway != "cast":  # cast: the operator's default account
+                    await stack.use_gateway(location, gateway)
+            console.print(
+                "installed one sandbox sub-account per gateway through the real OAuth flow; "
+                "each but the Cast one configured with its own gateway key"
+            )
             cases = build_cases()
             async with httpx2.AsyncClient(timeout=15.0) as http:
                 regular = [case for case in cases if not case.label.startswith("429")]
@@ -140,14 +215,37 @@ async def _wait(stack: Stack, cases: list[Case], within: float) -> bool:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         pending = False
+        details = await _details(stack, cases)
         for case in cases:
-            if case.finished_at is None and stack.ghl.statuses(case.message_id):
+            if case.finished_at is None and _settled(stack, case, details):
                 case.finished_at = time.monotonic()
             pending = pending or case.finished_at is None
         if not pending:
             return True
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.1)
     return False
+
+
+def _settled(stack: Stack, case: Case, details: dict[str, Any]) -> bool:
+    if case.expect == "pending":
+        # No delivery report will ever come: settled once castbridge closed its record.
+        message = details.get(case.message_id)
+        return message is not None and message.status == "sent"
+    return bool(stack.ghl.statuses(case.message_id))
+
+
+def _billed(stack: Stack, case: Case) -> int:
+    if case.gateway == "castbrick" and stack.castbrick is not None:
+        from castbridge.sms.phone import normalize
+
+        return stack.castbrick.billed(normalize(case.phone, "AO"), case.text)
+    if case.gateway == "cellcast" and stack.cellcast is not None:
+        from castbridge.sms.phone import normalize
+
+        return stack.cellcast.billed_to(normalize(case.phone, "AU"), case.text)
+    if case.gateway == "ugsms" and stack.ugsms is not None:
+        return stack.ugsms.billed(case.phone.replace(" ", ""), case.text)
+    return stack.cast.billed(case.message_id)
 
 
 async def _details(stack: Stack, cases: list[Case]) -> dict[str, Any]:
@@ -166,7 +264,8 @@ async def _check(stack: Stack, cases: list[Case]) -> list[str]:
         statuses = stack.ghl.statuses(case.message_id)
         if case.http_status != 200:
             problems.append(f"{case.label}: webhook answered {case.http_status}, expected 200")
-        if statuses[-1:] != [case.expect]:
+        wanted = [] if case.expect == "pending" else [case.expect]
+        if statuses[-1:] != wanted:
             problems.append(f"{case.label}: HighLevel shows {statuses or 'nothing'}")
         if case.duplicate_of is None and len(statuses) > 1:
             problems.append(f"{case.label}: HighLevel got several statuses {statuses}")
@@ -176,8 +275,8 @@ async def _check(stack: Stack, cases: list[Case]) -> list[str]:
             text = " ".join(str(err.get("message", "")) for err in errors)
             if case.expect_error.lower() not in text.lower():
                 problems.append(f"{case.label}: error message {text!r} lacks {case.expect_error!r}")
-        billed = stack.cast.billed(case.message_id)
-        sendable = case.expect == "delivered" or case.label.startswith("undeliverable")
+        billed = _billed(stack, case)
+        sendable = case.expect in {"delivered", "pending"} or "undeliverable" in case.label
         should_bill = 1 if sendable else 0
         if billed != should_bill:
             problems.append(f"{case.label}: billed {billed} times at Cast, expected {should_bill}")
@@ -188,13 +287,23 @@ async def _check(stack: Stack, cases: list[Case]) -> list[str]:
 
 def _render(console: Console, stack: Stack, cases: list[Case], details: dict[str, Any]) -> None:
     table = Table(title="messages")
-    for column in ("case", "to", "enc", "parts", "Cast id", "HighLevel", "latency", "note"):
+    for column in (
+        "gateway",
+        "case",
+        "to",
+        "enc",
+        "parts",
+        "gateway id",
+        "HighLevel",
+        "latency",
+        "note",
+    ):
         table.add_column(column)
     counts: dict[str, int] = {}
     for case in cases:
         message = details.get(case.message_id)
         statuses = stack.ghl.statuses(case.message_id)
-        final = statuses[-1] if statuses else "-"
+        final = statuses[-1] if statuses else "pending"
         counts[final] = counts.get(final, 0) + (0 if case.duplicate_of else 1)
         latency = (
             f"{case.finished_at - case.posted_at:.1f} s"
@@ -204,10 +313,11 @@ def _render(console: Console, stack: Stack, cases: list[Case], details: dict[str
         colour = "green" if final == case.expect else "red"
         note = ""
         if case.duplicate_of is not None:
-            note = f"same messageId: billed {stack.cast.billed(case.message_id)}x"
+            note = f"same messageId: billed {_billed(stack, case)}x"
         elif message is not None and message.error_message:
             note = message.error_message[:60]
         table.add_row(
+            case.gateway,
             case.label,
             message.phone_masked if message else case.phone,
             message.encoding if message else "",
