@@ -32,6 +32,12 @@ ACCOUNT_RESUMES = Counter(
     "castbridge_account_resumes_total", "Gateway accounts resumed, by how", ["by"]
 )
 ACCOUNTS_PAUSED = Gauge("castbridge_accounts_paused", "Gateway accounts paused right now")
+DB_STATEMENTS = Counter(
+    "castbridge_db_statements_total",
+    "SQL statements sent to the database, by verb (what each message costs the database)",
+    ["verb"],
+)
+DB_COMMITS = Counter("castbridge_db_commits_total", "Database transactions committed")
 JOB_SECONDS = Histogram(
     "castbridge_job_seconds",
     "Time to run one job, by kind",

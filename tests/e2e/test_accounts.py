@@ -32,6 +32,13 @@ def _fast(**extra: Any) -> dict[str, Any]:
     return {**FAST, **extra}
 
 
+async def _cast_account(s: Stack) -> dict[str, Any]:
+    """The Cast default account's row; the stack also configures every other gateway's."""
+    listed = json.loads((await cli(s.settings, "accounts", "list", "--json")).stdout)
+    (account,) = [row for row in listed if row["gateway"] == "cast"]
+    return account
+
+
 async def _send(s: Stack, location: str, n: int = 0) -> str:
     result = await s.ghl.send_delivery_webhook(
         s.delivery_url, phone=PH_MOBILE.format(n), message=f"hello {n}", location_id=location
@@ -113,15 +120,13 @@ async def test_refused_credits_pause_the_account_then_it_resumes_by_itself(tmp_p
         ids = [await _send(s, LOCATIONS[0], n) for n in range(5)]
 
         async def paused() -> bool:
-            listed = json.loads((await cli(s.settings, "accounts", "list", "--json")).stdout)
-            return any(row["state"] == "paused" for row in listed)
+            return (await _cast_account(s))["state"] == "paused"
 
         for _ in range(100):
             if await paused():
                 break
             await wait_for(lambda: False, within=0.1)
-        listed = json.loads((await cli(s.settings, "accounts", "list", "--json")).stdout)
-        (account,) = listed
+        account = await _cast_account(s)
         assert account["state"] == "paused"
         assert "credits" in account["reason"].lower()
         await wait_for(lambda: False, within=2.5)  # a probe or two while still empty
@@ -132,8 +137,7 @@ async def test_refused_credits_pause_the_account_then_it_resumes_by_itself(tmp_p
         assert await wait_for(lambda: all(terminal(s.ghl, m) for m in ids), within=30)
         assert [s.ghl.statuses(m) for m in ids] == [["delivered"]] * 5
         assert [s.cast.billed(m) for m in ids] == [1] * 5
-        listed = json.loads((await cli(s.settings, "accounts", "list", "--json")).stdout)
-        assert listed[0]["state"] == "active"
+        assert (await _cast_account(s))["state"] == "active"
 
 
 async def test_held_messages_fail_after_the_grace_with_the_reason(tmp_path: Path) -> None:
@@ -170,8 +174,7 @@ async def test_operator_resumes_a_paused_account(tmp_path: Path) -> None:
         first = await _send(s, LOCATIONS[0], 1)
 
         async def is_paused() -> bool:
-            listed = json.loads((await cli(s.settings, "accounts", "list", "--json")).stdout)
-            return listed[0]["state"] == "paused"
+            return (await _cast_account(s))["state"] == "paused"
 
         for _ in range(100):
             if await is_paused():
@@ -179,11 +182,12 @@ async def test_operator_resumes_a_paused_account(tmp_path: Path) -> None:
             await wait_for(lambda: False, within=0.1)
         assert await is_paused()
         s.cast.account(DEFAULT_API_KEY).revoked = False
-        resumed = await cli(s.settings, "accounts", "resume", "1")
+        cast_id = str((await _cast_account(s))["id"])
+        resumed = await cli(s.settings, "accounts", "resume", cast_id)
         assert resumed.exit_code == 0, resumed.output
         assert await wait_for(lambda: terminal(s.ghl, first), within=15)
         assert s.ghl.statuses(first) == ["delivered"]
-        shown = json.loads((await cli(s.settings, "accounts", "show", "1", "--json")).stdout)
+        shown = json.loads((await cli(s.settings, "accounts", "show", cast_id, "--json")).stdout)
         assert shown["state"] == "active"
 
 

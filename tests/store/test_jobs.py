@@ -206,3 +206,21 @@ async def test_a_running_lease_is_not_reaped_before_it_ends(engine: AsyncEngine)
         assert await jobs.reap(session) == 0
         assert await jobs.renew(session, "w", [job], lease_seconds=60) == 1
         assert await jobs.reap(session) == 0
+
+
+async def test_statements_and_commits_are_counted_for_metrics(engine: AsyncEngine) -> None:
+    """/metrics shows what the database is asked to do (castbridge_db_statements_total by
+    verb, castbridge_db_commits_total), so an operator sees the cost per message."""
+    from prometheus_client import REGISTRY
+
+    def sample(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    store = Store(engine)
+    inserts, commits = (
+        sample("castbridge_db_statements_total", verb="insert"),
+        sample("castbridge_db_commits_total"),
+    )
+    await _insert(store, "m-counted")
+    assert sample("castbridge_db_statements_total", verb="insert") >= inserts + 2  # message, job
+    assert sample("castbridge_db_commits_total") == commits + 1

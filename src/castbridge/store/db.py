@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from castbridge import metrics
 from castbridge.config import ConfigError
 from castbridge.store import dialect
 
@@ -40,6 +41,26 @@ SQLITE_BUSY_MS = 1500
 
 class StoreBusy(Exception):
     """The database cannot take this write right now (locked, unreachable, pool exhausted)."""
+
+
+_VERBS = ("select", "insert", "update", "delete")
+
+
+def _count_statements(engine: AsyncEngine) -> None:
+    """Statements and commits into /metrics: what a message costs the database, per verb."""
+    by_verb = {verb: metrics.DB_STATEMENTS.labels(verb) for verb in _VERBS}
+    other = metrics.DB_STATEMENTS.labels("other")
+
+    @event.listens_for(engine.sync_engine, "before_cursor_execute")
+    def _statement(
+        _conn: Any, _cursor: Any, statement: str, _params: Any, _context: Any, _many: bool
+    ) -> None:
+        verb = statement.lstrip()[:6].lower()
+        by_verb.get(verb, other).inc()
+
+    @event.listens_for(engine.sync_engine, "commit")
+    def _commit(_conn: Any) -> None:
+        metrics.DB_COMMITS.inc()
 
 
 def create_engine(url: str, *, sqlite_synchronous: str = "FULL") -> AsyncEngine:
@@ -65,6 +86,7 @@ def create_engine(url: str, *, sqlite_synchronous: str = "FULL") -> AsyncEngine:
             )
         kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=10, pool_timeout=5)
     engine = create_async_engine(url, **kwargs)
+    _count_statements(engine)
     if backend == "sqlite":
         synchronous = "FULL" if sqlite_synchronous.upper() == "FULL" else "NORMAL"
 

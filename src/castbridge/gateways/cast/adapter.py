@@ -268,6 +268,7 @@ def build(account: AccountConfig, context: GatewayContext) -> CastGateway:
             ip_limit=limits["ip"],
         ),
         retry=RetryPolicy(attempts=context.attempts),
+        timeout=defaults.timeout_seconds,
     )
     return CastGateway(
         client,

@@ -91,6 +91,7 @@ class CastClient:
         base_url: str = DEFAULT_BASE_URL,
         pacing: CastPacing | None = None,
         retry: RetryPolicy | None = None,
+        timeout: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not api_key or any(ch.isspace() for ch in api_key):
@@ -101,6 +102,8 @@ class CastClient:
         self._pacing = pacing
         self.retry = retry if retry is not None else RetryPolicy()
         self._clock = clock
+        # Per request, over the shared client's default: the operator's `*_TIMEOUT_SECONDS`.
+        self._timeout = timeout
 
     def __repr__(self) -> str:
         return f"CastClient(base_url={self._base_url!r}, api_key='cast_***')"
@@ -356,7 +359,12 @@ class CastClient:
         started = time.perf_counter()
         try:
             response = await self._http.request(
-                method, self._base_url + path, json=json_body, headers=headers, params=params
+                method,
+                self._base_url + path,
+                json=json_body,
+                headers=headers,
+                params=params,
+                **({} if self._timeout is None else {"timeout": self._timeout}),
             )
         except httpx2.TransportError as exc:
             failure = transport_error(exc, send=is_send)

@@ -500,6 +500,7 @@ def build(account: AccountConfig, context: GatewayContext) -> CellcastGateway:
             limit=defaults.rate_limits()["account"],
         ),
         retry=RetryPolicy(attempts=context.attempts),
+        timeout=defaults.timeout_seconds,
     )
     return CellcastGateway(client, sender_id=account.sender_id, settings=settings)
 

@@ -1,0 +1,62 @@
+"""Fair claiming end to end: one location's backlog does not hold back another location's
+message, on the same gateway account or on its own (issue 8 §3). Orders, not timings: the
+figures live in bench/fairness.py."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from castbridge.sandbox.cast import DEFAULT_API_KEY, SandboxAccount
+from castbridge.sandbox.stack import Stack, run_stack, wait_for
+from tests.e2e.support import FAST, LOCATIONS, PH_MOBILE, cast_config, ghl_config, terminal
+
+BACKLOG = 40
+RATE = 5.0  # messages per second on the shared account: the backlog takes 8 s to drain
+
+
+def _send_order(s: Stack) -> list[str]:
+    """HighLevel message ids in the order the Cast sandbox accepted them (the idempotency key
+    is `<location>:<message>[:generation]`)."""
+    sent = sorted(s.cast.messages.values(), key=lambda m: m.created_at)
+    return [(m.idempotency_key or "").split(":")[1] for m in sent if m.idempotency_key]
+
+
+async def test_a_message_behind_another_locations_backlog_on_the_same_account_goes_next(
+    tmp_path: Path,
+) -> None:
+    """A has 40 messages queued on the operator's account, limited to 5/s; B's one message,
+    arriving after all of them, is among the next few sent instead of waiting eight seconds
+    behind A's backlog; every message is sent once and delivered."""
+    backlog_location, other = LOCATIONS[0], LOCATIONS[1]
+    limited = cast_config(
+        accounts=[SandboxAccount(api_key=DEFAULT_API_KEY, credits=10_000, rate_limit=RATE)]
+    )
+    overrides = {**FAST, "gateway_settings": {"cast": {"rate_limit": RATE}}}
+    async with run_stack(tmp_path, cast_config=limited, ghl_config=ghl_config(), **overrides) as s:
+        await s.install(backlog_location)
+        await s.install(other)
+        results = await asyncio.gather(
+            *(
+                s.ghl.send_delivery_webhook(
+                    s.delivery_url,
+                    phone=PH_MOBILE.format(n),
+                    message=f"backlog {n}",
+                    location_id=backlog_location,
+                )
+                for n in range(BACKLOG)
+            )
+        )
+        assert {r.status_code for r in results} == {200}
+        lone = await s.ghl.send_delivery_webhook(
+            s.delivery_url, phone=PH_MOBILE.format(999), message="hi", location_id=other
+        )
+        assert lone.status_code == 200
+        everyone = [r.message_id for r in results] + [lone.message_id]
+        assert await wait_for(lambda: all(terminal(s.ghl, m) for m in everyone), within=60)
+        order = _send_order(s)
+        assert sorted(order) == sorted(everyone)  # each once
+        # B arrived after A's 40 were queued; oldest-first claiming would send it 41st.
+        assert order.index(lone.message_id) < 10, order.index(lone.message_id)
+        assert s.ghl.statuses(lone.message_id) == ["delivered"]
+        assert {tuple(s.ghl.statuses(m)) for m in everyone} == {("delivered",)}
