@@ -323,7 +323,7 @@ class CellcastClient:
                 json=json_body,
                 headers=headers,
                 params=params,
-                **({} if self._timeout is None else {"timeout": self._timeout}),
+                timeout=httpx2.USE_CLIENT_DEFAULT if self._timeout is None else self._timeout,
             )
         except httpx2.TransportError as exc:
             failure = transport_error(exc, send=send)
