@@ -11,13 +11,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import harness, intake, limits, pipeline, report, scaling
+from bench import fairness, harness, intake, limits, pipeline, report, scaling, statements
 
 BENCHMARKS: dict[str, Any] = {
     "intake": intake,
     "pipeline": pipeline,
     "limits": limits,
     "scaling": scaling,
+    "fairness": fairness,
+    "statements": statements,
 }
 RESULTS = harness.ROOT / "bench" / "results"
 LATEST = RESULTS / "latest.json"

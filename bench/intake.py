@@ -10,6 +10,7 @@ from bench.harness import (
     Castbridge,
     Sandboxes,
     cast_config,
+    cast_pacing,
     castbridge,
     castbridge_settings,
     ghl_config,
@@ -82,12 +83,7 @@ def _settings(sbx: Sandboxes, data_dir: Path, worker: bool, overrides: dict[str,
     if worker:
         # The worker sends as fast as the lifted sandboxes allow, and reports within
         # HighLevel's per-location cap (GHL_RATE_LIMIT is at most 10/s).
-        overrides = {
-            "cast_rate_limit": LIFTED,
-            "cast_ip_rate_limit": LIFTED,
-            "ghl_rate_limit": 10.0,
-            **overrides,
-        }
+        overrides = {**cast_pacing(LIFTED), "ghl_rate_limit": 10.0, **overrides}
     return castbridge_settings(sbx, data_dir, run_worker=worker, **overrides)
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from bench.harness import (
     LIFTED,
     cast_config,
+    cast_pacing,
     castbridge,
     castbridge_settings,
     ghl_config,
@@ -44,8 +45,8 @@ async def pipeline_run(
     """
     locs = location_ids(locations)
     settings_overrides: dict[str, Any] = {
-        "cast_rate_limit": cast_account_rate,
-        "cast_ip_rate_limit": 25.0 if cast_ip_limited else LIFTED,  # 25: castbridge's default
+        # 25/s per IP: castbridge's default under Cast's documented 30.
+        **cast_pacing(cast_account_rate, 25.0 if cast_ip_limited else LIFTED),
         "ghl_rate_limit": 10.0,  # the most castbridge allows: 100 per 10 s
         **overrides,
     }

@@ -38,8 +38,8 @@ def render(suite: dict[str, Any]) -> str:
         "",
         f"That run took {_minutes(suite['total_seconds'])} ({suite['mode']} sizes). "
         "`--quick` (reduced sizes, under 2 minutes) and `--only NAME` (one of intake, "
-        "pipeline, limits, scaling) write `bench/results/partial.json` and leave this page and "
-        "`bench/results/latest.json` alone.",
+        "pipeline, limits, scaling, fairness, statements) write `bench/results/partial.json` "
+        "and leave this page and `bench/results/latest.json` alone.",
         "",
         "## The machine",
         "",
@@ -83,7 +83,14 @@ def render(suite: dict[str, Any]) -> str:
         "",
     ]
     out += _headline(bench)
-    sections = {"intake": _intake, "pipeline": _pipeline, "limits": _limits, "scaling": _scaling}
+    sections = {
+        "intake": _intake,
+        "pipeline": _pipeline,
+        "limits": _limits,
+        "scaling": _scaling,
+        "fairness": _fairness,
+        "statements": _statements,
+    }
     for name, section in sections.items():
         if name in bench:
             out += section(bench[name])
@@ -487,6 +494,106 @@ def _scaling(result: dict[str, Any]) -> list[str]:
         "",
     ]
     return lines
+
+
+def _fairness(result: dict[str, Any]) -> list[str]:
+    rows = [
+        [
+            fig["b_account"],
+            fig["backlog"],
+            f"{fig['b_alone_final_s']} s",
+            f"{fig['b_behind_backlog_final_s']} s",
+            fig["a_sent_before_b"],
+            f"{fig['a_first_final_s']} s",
+            f"{fig['a_last_send_s']} s",
+            f"{fig['a_send_rate_per_s']:.2f}/s",
+            fig["rate_limited_429"],
+            fig["billed_twice"],
+        ]
+        for fig in result.values()
+    ]
+    rate = next(iter(result.values()))["account_rate_per_s"]
+    return [
+        "## 5. Fairness between locations",
+        "",
+        f"Location A posts a burst on a Cast account limited to {rate:.0f} messages/s "
+        f"(`CAST_RATE_LIMIT={rate:.0f}`); location B's one message is posted right after A's "
+        "last webhook was acknowledged. First, B's message alone on the same castbridge gives "
+        "the time it takes with nobody queued. B's message is timed from its webhook to the "
+        "moment HighLevel accepted its final status; A's from its first webhook.",
+        "",
+        *_table(
+            [
+                "B's account",
+                "A's backlog",
+                "B alone",
+                "B behind A",
+                "A's sent before B",
+                "A's first final",
+                "A's last send",
+                "A's send rate",
+                "Cast 429s",
+                "Billed twice",
+            ],
+            rows,
+        ),
+        "Sends are queued spread over time at the account's rate, per location, as they are "
+        "accepted, and each lane is claimed in due order: a later location's message is due "
+        "before most of an earlier location's backlog, on the same account or its own, and "
+        "status polls and reports have their own lanes, so A's first statuses reach HighLevel "
+        "while its sends are still going out.",
+        "",
+    ]
+
+
+def _statements(result: dict[str, Any]) -> list[str]:
+    before = result.get("before_rebuild", {})
+    verbs = ", ".join(f"{verb} {n}" for verb, n in result["by_verb_per_message"].items())
+    rows = [
+        [
+            "now",
+            result["statements_per_message_without_begin"],
+            result["statements_per_message"],
+            result["commits_per_message"],
+            result["idle_statements_per_s"],
+        ]
+    ]
+    if before:
+        rows.append(
+            [
+                f"before the rebuild (`{before['commit']}`)",
+                before["statements_per_message_without_begin"],
+                "(no BEGIN of its own)",
+                before["commits_per_message"],
+                before["idle_statements_per_s"],
+            ]
+        )
+    return [
+        "## 6. Database work per message",
+        "",
+        f"{result['messages']} messages over {result['locations']} locations, webhook to final "
+        "status, counted with a listener on every SQLAlchemy engine (castbridge in the "
+        "benchmark's own process, SQLite). Each figure is per message and includes the "
+        "worker's polling while the burst ran; idle polling alone is the last column.",
+        "",
+        *_table(
+            [
+                "",
+                "Statements (without BEGIN)",
+                "Statements (all)",
+                "Commits",
+                "Idle statements/s",
+            ],
+            rows,
+        ),
+        f"By verb, per message: {verbs}. A message costs one transaction at intake (message "
+        "and send job), then one fenced transaction per step (send, status, report) that "
+        "updates the job and the message together (an attempt row is written only when a step "
+        "went wrong; the happy path's timeline is read off the message); claims take a batch "
+        "of jobs per statement. The same counts are in `/metrics` as "
+        "`castbridge_db_statements_total` and `castbridge_db_commits_total`.",
+        "",
+    ]
 
 
 def _reading(bench: dict[str, Any], machine: dict[str, Any]) -> list[str]:

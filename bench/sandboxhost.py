@@ -125,6 +125,10 @@ def add_bench_routes(app: FastAPI, ghl: GHLSandbox, cast: CastSandbox, clock: Fi
         }
         if send_times:
             result["cast"]["send_times"] = sorted(m.created_at for m in cast.messages.values())
+            # castbridge's key is `<location>:<messageId>[:generation]`: who was sent when.
+            result["cast"]["sent_at"] = {
+                m.idempotency_key: m.created_at for m in cast.messages.values() if m.idempotency_key
+            }
         return result
 
 

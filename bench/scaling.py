@@ -13,6 +13,7 @@ from sqlalchemy import event
 from bench.harness import (
     LIFTED,
     cast_config,
+    cast_pacing,
     castbridge,
     castbridge_settings,
     ghl_config,
@@ -25,16 +26,12 @@ from bench.harness import (
 from bench.intake import castbridge_intake
 from bench.load import Generator, prepare
 from bench.pipeline import pipeline_run
-from castbridge.store import repository as repo
+from castbridge.store import jobs as job_store
 from castbridge.store.db import create_engine, create_sessionmaker
 
 LOCATION_STEPS = (1, 10, 100)
 # Raised castbridge pacing for runs whose sandboxes have their limits lifted.
-RAISED: dict[str, Any] = {
-    "cast_rate_limit": LIFTED,
-    "cast_ip_rate_limit": LIFTED,
-    "ghl_rate_limit": 10.0,
-}
+RAISED: dict[str, Any] = {**cast_pacing(LIFTED), "ghl_rate_limit": 10.0}
 
 
 async def intake_by_locations(requests: int, concurrency: int) -> dict[str, Any]:
@@ -65,13 +62,13 @@ async def claim_timings(database: Path, rounds: int = 20, limit: int = 32) -> di
         for _ in range(rounds):
             async with sessions() as session:
                 started = time.perf_counter()
-                claimed = await repo.claim_jobs(
-                    session, worker_id="bench", limit=limit, lease_seconds=60
+                claimed = await job_store.claim(
+                    session, lane="send", worker_id="bench", limit=limit, lease_seconds=60
                 )
                 timings.append((time.perf_counter() - started) * 1000)
                 await session.rollback()
         async with sessions() as session:
-            queued = await repo.job_counts(session)
+            queued = await job_store.counts(session)
     finally:
         await engine.dispose()
     plan: list[str] = []

@@ -66,12 +66,16 @@ class Worker:
         self._tasks: dict[asyncio.Task[None], ClaimedJob] = {}
         self._running: dict[str, int] = dict.fromkeys(self.capacity, 0)
         self._due: dict[str, float] = dict.fromkeys(self.capacity, 0.0)  # monotonic
+        # Lanes the last cheap read found with nothing queued: the next look is that read
+        # again, not a claim (a write transaction per lane) that would find nothing.
+        self._empty: set[str] = set()
 
     def wake(self, lane: str | None = None) -> None:
         """New work was committed by this process: look now, not at the next tick."""
         for name in [lane] if lane else list(self._due):
             if name in self._due:
                 self._due[name] = 0.0
+                self._empty.discard(name)
         self.wake_signal.set()
 
     def stop(self) -> None:
@@ -103,8 +107,10 @@ class Worker:
         now = time.monotonic()
         for lane, slots in self.capacity.items():
             free = slots - self._running[lane]
-            if free <= 0 or self._due[lane] > now or self._stopping.is_set():
+            if free <= 0 or lane in self._empty or self._due[lane] > now:
                 continue
+            if self._stopping.is_set():
+                break
             try:
                 async with self.store.write() as session:
                     jobs = await job_store.claim(
@@ -145,6 +151,7 @@ class Worker:
         if job is not None:
             self._running[job.lane] -= 1
             self._due[job.lane] = 0.0  # a slot is free: this lane may have more waiting
+            self._empty.discard(job.lane)
         metrics.JOBS_IN_FLIGHT.set(len(self._tasks))
         self.wake_signal.set()
 
@@ -215,7 +222,10 @@ class Worker:
                 when = due.get(lane)
                 if when is None:
                     self._due[lane] = now + timeout
+                    if lane in due:
+                        self._empty.add(lane)
                     continue
+                self._empty.discard(lane)
                 wait = max(0.0, (when - now_wall).total_seconds())
                 self._due[lane] = now + wait
                 timeout = min(timeout, wait)
