@@ -68,7 +68,9 @@ def leaks(secrets: dict[str, str], places: dict[str, bytes]) -> list[str]:
 
 
 async def test_no_secret_in_database_logs_or_answers(tmp_path: Path) -> None:
-    """Tokens, refresh tokens, Cast keys, client and Fernet secrets: none found in plaintext."""
+    """Tokens, refresh tokens, Cast keys, client and Fernet secrets, phone numbers: none found in
+    plaintext in the database, the logs, the CLI's output or castbridge's answers; message text
+    none in the logs."""
     own, agency_only = location_ids(2)
     accounts = [
         SandboxAccount(api_key=DEFAULT_API_KEY, credits=10_000, rate_limit=100.0),
@@ -131,7 +133,12 @@ async def test_no_secret_in_database_logs_or_answers(tmp_path: Path) -> None:
                         response.content + str(response.headers).encode()
                     )
             running = files_of(data_dir)  # the WAL still holds recent pages now
-            for args in (["installations", "list", "--json"], ["locations", "list", "--json"]):
+            for args in (
+                ["installations", "list", "--json"],
+                ["locations", "list", "--json"],
+                ["messages", "list", "--json"],
+                ["messages", "show", ids[0], "--json"],
+            ):
                 cli_output[" ".join(args)] = await cli(castbridge, tmp_path, *args)
             await castbridge.terminate()
         finally:
@@ -157,6 +164,21 @@ async def test_no_secret_in_database_logs_or_answers(tmp_path: Path) -> None:
             **{f"answer {name}": data for name, data in bodies.items()},
         }
         found = leaks(secrets, places)
+        # Phone numbers are personal data: encrypted in the database, masked everywhere else,
+        # in every spelling a log line or a column could hold them.
+        phones = {
+            f"phone {n} as {form}": spelled
+            for n, payload in enumerate(payloads)
+            for form, spelled in (
+                ("E.164", payload["phone"]),
+                ("digits", payload["phone"].lstrip("+")),
+                ("local", "0" + payload["phone"][3:]),
+            )
+        }
+        found += leaks(phones, places)
+        # Message text is kept for sending, but never written to the logs.
+        texts = {f"text {n}": payload["message"] for n, payload in enumerate(payloads)}
+        found += leaks(texts, {"castbridge logs": castbridge.logs().encode()})
         sent_with_own_key = sum(
             1 for message in s.cast.messages.values() if message.api_key == OWN_CAST_KEY
         )
