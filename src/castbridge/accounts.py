@@ -344,6 +344,10 @@ async def configure_location(
         )
         if moved:
             await jobs.repoint_sends(session, moved, row.id)
+        if caps.inbound_poll:
+            from castbridge.inbound.poll import poll_job
+
+            await jobs.enqueue(session, poll_job(row.id))
         account_id, token = row.id, row.webhook_token
     registered: list[str] = []
     if caps.webhook_setup == "registered" and settings.public_url:

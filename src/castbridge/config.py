@@ -89,8 +89,8 @@ class Settings(BaseSettings):
     retry_cap_seconds: float = Field(
         300.0, gt=0, validation_alias=_env("CASTBRIDGE_RETRY_CAP_SECONDS")
     )
-    # Cast keeps idempotency keys for 24 h; resending after that could bill twice
-    # (gateways.md §1.5), so sending stops well before.
+    # Idempotent gateways keep their keys for a limited time (24 h for the shortest,
+    # gateways.md §1.5); resending after that could bill twice, so sending stops well before.
     send_horizon_seconds: float = Field(
         6 * 3600.0, gt=0, le=23 * 3600.0, validation_alias=_env("CASTBRIDGE_SEND_HORIZON_SECONDS")
     )
@@ -195,6 +195,31 @@ class Settings(BaseSettings):
     shared_limits: Literal["auto", "database", "process"] = Field(
         "auto", validation_alias=_env("CASTBRIDGE_SHARED_LIMITS")
     )
+    # --- two-way --------------------------------------------------------------------------
+    # Replies by polling (gateways that offer it): how often each account is polled and how
+    # many pages one poll may walk (newest first). Polling also covers a webhook that was never
+    # configured or was down.
+    inbound_poll_seconds: float = Field(
+        300.0, gt=0, validation_alias=_env("CASTBRIDGE_INBOUND_POLL_SECONDS")
+    )
+    inbound_poll_max_pages: int = Field(
+        40, ge=1, le=1000, validation_alias=_env("CASTBRIDGE_INBOUND_POLL_MAX_PAGES")
+    )
+    # Attempts to hand a reply to HighLevel before it is parked as dead (replayable).
+    inbound_max_attempts: int = Field(
+        12, ge=1, validation_alias=_env("CASTBRIDGE_INBOUND_MAX_ATTEMPTS")
+    )
+    # Where replies on the operator's default accounts go when no location texted that number
+    # before (empty: they are parked as unroutable for the operator).
+    default_account_primary_location: str | None = Field(
+        None, validation_alias=_env("CASTBRIDGE_DEFAULT_ACCOUNT_PRIMARY_LOCATION")
+    )
+    # Words that opt a number out / back in, besides the built-in ones (STOP, STOPALL,
+    # UNSUBSCRIBE, CANCEL, END, QUIT / START, UNSTOP, and Portuguese for Angola): comma-
+    # separated; `AO:PARAR` applies only to accounts of gateways sending to that country.
+    optout_keywords: str = Field("", validation_alias=_env("CASTBRIDGE_OPTOUT_KEYWORDS"))
+    optin_keywords: str = Field("", validation_alias=_env("CASTBRIDGE_OPTIN_KEYWORDS"))
+
     # How long a webhook may wait for the database before it is answered 429 + Retry-After.
     store_timeout_seconds: float = Field(
         1.5, gt=0, le=10, validation_alias=_env("CASTBRIDGE_STORE_TIMEOUT_SECONDS")

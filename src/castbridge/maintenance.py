@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from castbridge.config import Settings
 from castbridge.logging import get_logger
 from castbridge.outbound.runtime import Runtime
 from castbridge.store import events, jobs
@@ -24,6 +27,68 @@ def prune_job(run_at: datetime | None = None) -> NewJob:
     )
 
 
+def webhook_job(account_id: int) -> NewJob:
+    return NewJob(
+        kind="webhook_setup",
+        lane="admin",
+        run_at=datetime.now(UTC),
+        account_id=account_id,
+        singleton_key=f"webhook_setup:{account_id}",
+        payload={"account_id": account_id},
+    )
+
+
+async def ensure_standing_jobs(session: AsyncSession, settings: Settings) -> None:
+    """The jobs that must always exist once a worker runs: housekeeping, one reply poller per
+    pollable account, and webhook registration for the operator's default accounts on
+    gateways that take registrations, when missing or made for another public URL
+    (singletons, so every worker starting may ask)."""
+    from castbridge.accounts import webhook_url
+    from castbridge.gateways.registry import spec
+    from castbridge.inbound.poll import ensure_pollers
+    from castbridge.store import accounts as account_store
+
+    await jobs.enqueue(session, prune_job())
+    await ensure_pollers(session)
+    if not settings.public_url:
+        return
+    for row in await account_store.list_accounts(session, include_retired=False):
+        if row.origin != "env" or spec(row.gateway).capabilities.webhook_setup != "registered":
+            continue
+        wanted = webhook_url(settings.public_url, row.gateway, row.webhook_token)
+        done = row.webhooks or {}
+        if done.get("url") != wanted or done.get("error") or not done.get("registered"):
+            await jobs.enqueue(session, webhook_job(row.id))
+
+
+async def register_webhooks(rt: Runtime, job: ClaimedJob) -> Transition:
+    """Register castbridge's webhook URL for an account (its outcome is kept on the account
+    and shown by `castbridge accounts show`; a failure is tried again at the next start)."""
+    from castbridge.accounts import register_webhooks as register
+    from castbridge.store import accounts as account_store
+
+    account_id = int(job.payload["account_id"])
+    async with rt.store.read() as session:
+        row = await account_store.get(session, account_id)
+    if row is None or row.state == "retired" or not rt.settings.public_url:
+        return Transition(fate="done")
+    from castbridge.limits import Throttled
+    from castbridge.outbound.runtime import later
+
+    try:
+        await register(
+            rt.store,
+            rt.gateways.waiting(),
+            account_id,
+            row.gateway,
+            row.webhook_token,
+            rt.settings.public_url,
+        )
+    except Throttled as exc:
+        return later(job, exc.wait, count=False)
+    return Transition(fate="done")
+
+
 async def prune(rt: Runtime, job: ClaimedJob) -> Transition:
     """Expired OAuth states, webhook ids past HighLevel's retries, old gateway events and
     finished jobs; then the next run is queued (one prune job exists at a time)."""
@@ -35,6 +100,10 @@ async def prune(rt: Runtime, job: ClaimedJob) -> Transition:
         assert isinstance(session, AsyncSession)
         removed = await events.prune(session, now=now)
         removed["jobs"] = await jobs.prune_finished(session, older_than=now - FINISHED_JOBS_KEPT)
+        # An account configured in another process, or one whose poller ended: polled again.
+        from castbridge.inbound.poll import ensure_pollers
+
+        removed["pollers_started"] = await ensure_pollers(session)
         return removed
 
     removed = await rt.store.run(_work)

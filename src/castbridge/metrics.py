@@ -25,6 +25,15 @@ RECONCILED = Counter(
     "Ambiguous sends looked up at the gateway, by gateway and result",
     ["gateway", "result"],
 )
+INBOUND = Counter(
+    "castbridge_inbound_total",
+    "Replies and opt-out signals from handsets, by outcome (delivered to HighLevel, "
+    "unroutable, dead, duplicate, optout, optin)",
+    ["outcome"],
+)
+OPTOUT_CHANGES = Counter(
+    "castbridge_optout_changes_total", "Opt-outs and opt-ins recorded, by source", ["source", "to"]
+)
 ACCOUNT_PAUSES = Counter(
     "castbridge_account_pauses_total", "Gateway accounts paused, by the gateway's code", ["code"]
 )

@@ -172,12 +172,16 @@ async def open_resources(settings: Settings, *, with_worker: bool) -> AsyncItera
         )
         if with_worker:
             resources.worker = build_worker(resources, ghl_jobs, gateways_jobs)
+            from castbridge import maintenance
+
+            await store.run(lambda s: maintenance.ensure_standing_jobs(s, settings))
         yield resources
 
 
 def build_worker(resources: Resources, ghl: GHLClient, gateways: GatewayDirectory) -> Worker:
     """The worker and its handlers, over the refusing (non-waiting) pacer."""
     from castbridge import maintenance
+    from castbridge.inbound import deliver, dnd, poll
     from castbridge.installs import minting
     from castbridge.outbound import probe
     from castbridge.outbound.runtime import Runtime
@@ -192,10 +196,19 @@ def build_worker(resources: Resources, ghl: GHLClient, gateways: GatewayDirector
         vault=resources.vault,
         box=resources.box,
         worker_id=new_worker_id(),
+        ghl_waiting=ghl.with_pacer(BlockingPacer(resources.pacer, max_wait=60.0)),
     )
     dispatcher = Dispatcher(
         runtime,
-        {**minting.HANDLERS, "probe": probe.probe, "prune": maintenance.prune},
+        {
+            **minting.HANDLERS,
+            "probe": probe.probe,
+            "prune": maintenance.prune,
+            "webhook_setup": maintenance.register_webhooks,
+            "inbound": deliver.run,
+            "dnd": dnd.run,
+            "inbound_poll": poll.run,
+        },
     )
     from castbridge.worker import Worker
 

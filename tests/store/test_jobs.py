@@ -224,3 +224,12 @@ async def test_statements_and_commits_are_counted_for_metrics(engine: AsyncEngin
     await _insert(store, "m-counted")
     assert sample("castbridge_db_statements_total", verb="insert") >= inserts + 2  # message, job
     assert sample("castbridge_db_commits_total") == commits + 1
+
+
+def test_a_job_kind_longer_than_its_column_is_refused_on_every_database() -> None:
+    """PostgreSQL refuses a 17-character kind where SQLite stores it (a `register_webhooks`
+    job once crashed castbridge's start on PostgreSQL only): refused before any SQL."""
+    import pytest
+
+    with pytest.raises(ValueError, match="16 characters"):
+        NewJob(kind="register_webhooks", lane="admin", run_at=datetime.now(UTC))

@@ -36,7 +36,9 @@ def stuck(states: dict[str, int]) -> dict[str, int]:
     return {
         key: n
         for key, n in states.items()
-        if key.endswith((":queued", ":running")) and n and not key.startswith(("prune:", "probe:"))
+        if key.endswith((":queued", ":running"))
+        and n
+        and not key.startswith(("prune:", "probe:", "inbound_poll:"))
     }
 
 

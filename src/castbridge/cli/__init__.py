@@ -9,9 +9,11 @@ from castbridge.cli import (
     cast,
     db,
     gateway,
+    inbound,
     installations,
     locations,
     messages,
+    optouts,
     sandbox,
     service,
     sms,
@@ -31,6 +33,8 @@ app.add_typer(messages.app, name="messages")
 app.add_typer(locations.app, name="locations")
 app.add_typer(installations.app, name="installations")
 app.add_typer(accounts.app, name="accounts")
+app.add_typer(inbound.app, name="inbound")
+app.add_typer(optouts.app, name="optouts")
 app.add_typer(gateway.app, name="gateway")
 app.add_typer(cast.app, name="cast")
 app.add_typer(sms.app, name="sms")

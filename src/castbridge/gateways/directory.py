@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from castbridge.gateways.base import Gateway
 from castbridge.gateways.registry import spec
 from castbridge.gateways.spec import AccountConfig, GatewayContext, GatewayDefaults
-from castbridge.limits import Pacer
+from castbridge.limits import BlockingPacer, Pacer
 from castbridge.secrets import SecretBox, SecretDecryptError
 from castbridge.store.models import GatewayAccount
 
@@ -110,6 +110,12 @@ class GatewayDirectory:
             egress_id=self._egress,
             attempts=self._attempts if attempts is None else attempts,
         )
+
+    def waiting(self, *, max_wait: float = 60.0) -> GatewayDirectory:
+        """This directory pacing by waiting for tokens, for one job that makes several calls
+        in a row (a webhook registration, a multi-page reply poll): refusing mid-way would
+        restart it from its first call, spend the tokens again and never finish."""
+        return self.with_pacer(BlockingPacer(self._pacer, max_wait=max_wait))
 
     def cached(self, account_id: int, version: int) -> Gateway | None:
         """The gateway built for this account version, if this process has one."""

@@ -38,8 +38,11 @@ from castbridge.ghl.errors import (
 from castbridge.ghl.models import (
     Contact,
     Conversation,
+    ConversationMessages,
     ConversationSearchResult,
     CreateConversationResult,
+    DndSetting,
+    DndStatus,
     InboundMessageBody,
     InboundMessageResult,
     InstalledLocation,
@@ -47,14 +50,17 @@ from castbridge.ghl.models import (
     LocationTokenResponse,
     Message,
     MessageStatusResult,
+    SmsDndBody,
     StatusErrorDetail,
     TokenResponse,
+    UpdateContactResult,
     UpdateMessageStatusBody,
     UpsertContactBody,
     UpsertContactResult,
     UserType,
 )
 from castbridge.ghl.versions import (
+    CONVERSATION_MESSAGES,
     CREATE_CONVERSATION,
     DUPLICATE_CONTACT,
     GET_MESSAGE,
@@ -64,6 +70,7 @@ from castbridge.ghl.versions import (
     OAUTH_LOCATION_TOKEN,
     OAUTH_TOKEN,
     SEARCH_CONVERSATIONS,
+    UPDATE_CONTACT,
     UPSERT_CONTACT,
     Endpoint,
 )
@@ -432,6 +439,31 @@ class GHLClient:
                 operation=GET_MESSAGE.name,
             ) from None
 
+    async def conversation_messages(
+        self, location_id: str, conversation_id: str, *, limit: int = 20
+    ) -> list[Message]:
+        """The conversation's latest SMS messages, newest first (to find an inbound add whose
+        outcome was unknown by its `altId` before adding it again, ghl.md §9)."""
+        response = await self._send(
+            CONVERSATION_MESSAGES,
+            path=CONVERSATION_MESSAGES.url_path(conversation_id=conversation_id),
+            location_id=location_id,
+            params={"limit": str(limit), "type": "TYPE_SMS"},
+        )
+        body = json_body(response)
+        # Some answers nest the page as {"messages": {...}}.
+        if isinstance(body, dict) and isinstance(body.get("messages"), dict):
+            body = body["messages"]
+        try:
+            return ConversationMessages.model_validate(body).messages
+        except ValidationError:
+            raise UnexpectedResponseError(
+                "HighLevel returned an unreadable message list",
+                status_code=response.status_code,
+                trace_id=trace_id_of(response),
+                operation=CONVERSATION_MESSAGES.name,
+            ) from None
+
     async def search_conversations(self, location_id: str, contact_id: str) -> list[Conversation]:
         response = await self._send(
             SEARCH_CONVERSATIONS,
@@ -486,6 +518,30 @@ class GHLClient:
         )
         response = await self._send(UPSERT_CONTACT, location_id=location_id, json=body.wire())
         return self._parse(UpsertContactResult, response, UPSERT_CONTACT)
+
+    async def set_sms_dnd(
+        self,
+        location_id: str,
+        contact_id: str,
+        status: DndStatus,
+        *,
+        message: str | None = None,
+        code: str | None = None,
+    ) -> UpdateContactResult:
+        """Set the contact's SMS do-not-disturb only (`PUT /contacts/{id}` with
+        `dndSettings.SMS`): `active` after an opt-out, `inactive` after an opt-in."""
+        body = SmsDndBody.model_validate(
+            {"dndSettings": {"SMS": DndSetting(status=status, message=message, code=code)}}
+        )
+        response = await self._send(
+            UPDATE_CONTACT,
+            path=UPDATE_CONTACT.url_path(contact_id=contact_id),
+            location_id=location_id,
+            json=body.wire(),
+        )
+        if not response.content:
+            return UpdateContactResult()
+        return self._parse(UpdateContactResult, response, UPDATE_CONTACT)
 
 
 __all__ = ["GHLClient", "GHLError", "app_id_from_client_id"]

@@ -188,6 +188,15 @@ class Message(_Response):
     date_added: str | None = Field(None, alias="dateAdded")
 
 
+class ConversationMessages(_Response):
+    """`GetMessagesByConversationResponseDto`: a page of a conversation's messages, newest
+    first; each carries `altId` since June 2025 (issue #38)."""
+
+    last_message_id: str | None = Field(None, alias="lastMessageId")
+    next_page: bool | None = Field(None, alias="nextPage")
+    messages: list[Message] = Field(default_factory=list)
+
+
 # --- contacts -----------------------------------------------------------------------------
 
 
@@ -212,6 +221,29 @@ class UpsertContactBody(_Request):
     last_name: str | None = Field(None, alias="lastName")
     source: str | None = None
     country: str | None = None
+
+
+DndStatus = Literal["active", "inactive", "permanent"]
+
+
+class DndSetting(_Request):
+    """`DndSettingSchema`: one channel's do-not-disturb."""
+
+    status: DndStatus
+    message: str | None = None
+    code: str | None = None
+
+
+class SmsDndBody(_Request):
+    """`UpdateContactDto` with only `dndSettings.SMS`: the boolean `dnd` would cover every
+    channel and `tags` would overwrite all tags (ghl.md §10)."""
+
+    dnd_settings: dict[Literal["SMS"], DndSetting] = Field(alias="dndSettings")
+
+
+class UpdateContactResult(_Response):
+    succeded: bool | None = None  # sic: HighLevel's own spelling
+    contact: Contact | None = None
 
 
 class UpsertContactResult(_Response):

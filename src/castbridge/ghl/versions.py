@@ -65,6 +65,13 @@ DUPLICATE_CONTACT = Endpoint(
     "contacts.search_duplicate", "GET", "/contacts/search/duplicate", CONTACTS_VERSION
 )
 UPSERT_CONTACT = Endpoint("contacts.upsert", "POST", "/contacts/upsert", CONTACTS_VERSION)
+UPDATE_CONTACT = Endpoint("contacts.update", "PUT", "/contacts/{contact_id}", CONTACTS_VERSION)
+CONVERSATION_MESSAGES = Endpoint(
+    "conversations.messages",
+    "GET",
+    "/conversations/{conversation_id}/messages",
+    CONVERSATIONS_VERSION,
+)
 
 ENDPOINTS: tuple[Endpoint, ...] = (
     OAUTH_TOKEN,
@@ -77,4 +84,6 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     CREATE_CONVERSATION,
     DUPLICATE_CONTACT,
     UPSERT_CONTACT,
+    UPDATE_CONTACT,
+    CONVERSATION_MESSAGES,
 )

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from castbridge import metrics
 from castbridge.ghl.models import AppEvent
 from castbridge.installs.jobs import company_sync_job, mint_job
 from castbridge.logging import get_logger
@@ -55,6 +56,13 @@ async def handle_event(resources: Resources, event: AppEvent) -> EventOutcome:
     app_id = resources.ghl.app_id if resources.settings.ghl_client_id else None
     if event.app_id and app_id and event.app_id != app_id:
         return EventOutcome(False, "event for another app; ignored")
+    ours = resources.settings.ghl_conversation_provider_id
+    if ours and event.conversation_provider_id == ours:
+        # Loop guard (ghl.md pitfall #25): a message castbridge added itself coming back as an
+        # InboundMessage/OutboundMessage event is never acted on, above all never sent.
+        log.info("own_message_event_ignored", event_type=event.type[:64])
+        metrics.WEBHOOKS.labels("events", "own_message").inc()
+        return EventOutcome(False, "an event about a message castbridge added itself; ignored")
     if kind not in {"INSTALL", "UNINSTALL"}:
         return EventOutcome(False, f"{event.type[:64]} events are not used; ignored")
     if kind == "UNINSTALL" and (not event.app_id or (app_id and event.app_id != app_id)):

@@ -34,7 +34,8 @@ async def run(rt: Runtime, job: ClaimedJob, ctx: MessageContext) -> Transition:
     if message.status not in SENDABLE or ctx.account is None:
         return Transition(fate="done")
     try:
-        gateway = rt.gateways.gateway(ctx.account)
+        # A lookup may read several pages in a row: wait for tokens instead of restarting.
+        gateway = rt.gateways.waiting().gateway(ctx.account)
     except AccountUnusable as exc:
         return later(
             job,

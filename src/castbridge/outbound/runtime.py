@@ -17,7 +17,7 @@ from castbridge.secrets import PhoneVault, SecretBox
 from castbridge.store.db import Store
 from castbridge.store.jobs import AttemptRecord, ClaimedJob, Transition
 from castbridge.store.messages import SENDABLE
-from castbridge.store.models import GatewayAccount, Message
+from castbridge.store.models import GatewayAccount, Message, OptOut
 
 # Message statuses from which a send may still finish the message.
 OPEN = frozenset({*SENDABLE, "accepted"})
@@ -35,6 +35,7 @@ class MessageContext:
     message: Message
     account: GatewayAccount | None
     install_state: str | None
+    opt_out: OptOut | None = None  # the number opted out of this location's SMS
 
 
 @dataclass(slots=True)
@@ -46,6 +47,14 @@ class Runtime:
     vault: PhoneVault
     box: SecretBox
     worker_id: str
+    # The same HighLevel client waiting for tokens (bounded), for jobs that make several calls
+    # in a row (a reply: contact, conversation, add): refusing mid-way would restart them from
+    # their first call and, under load, never let them finish.
+    ghl_waiting: GHLClient | None = None
+
+    @property
+    def ghl_in_a_row(self) -> GHLClient:
+        return self.ghl_waiting or self.ghl
 
     def reference(self, message: Message, generation: int = 0) -> str:
         """The message's stable key at the gateway, namespaced by location: HighLevel's UI

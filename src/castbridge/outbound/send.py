@@ -18,6 +18,8 @@ from datetime import timedelta
 from castbridge import accounts, metrics
 from castbridge.gateways.base import Gateway, GatewayError, RateLimitedError, SendResult
 from castbridge.gateways.directory import AccountUnusable
+from castbridge.inbound.optouts import OPTED_OUT_CODE, refusal_text
+from castbridge.inbound.record import with_gateway_optout
 from castbridge.limits import Throttled
 from castbridge.logging import get_logger
 from castbridge.outbound.backoff import retry_delay, throttled_delay
@@ -75,6 +77,16 @@ async def run(rt: Runtime, job: ClaimedJob, ctx: MessageContext) -> Transition:
                 attempt=AttemptRecord("send", "failed", detail=text),
             )
         return later(job, INSTALL_RECHECK_SECONDS, count=False)
+    if ctx.opt_out is not None:
+        # castbridge's own suppression: holds even if HighLevel's DND was cleared by hand.
+        return to_report(
+            rt,
+            message,
+            "failed",
+            code=OPTED_OUT_CODE,
+            text=refusal_text(ctx.opt_out),
+            attempt=AttemptRecord("send", "failed", code=OPTED_OUT_CODE, detail="opted out"),
+        )
     account = ctx.account
     if account is None or (account.state == "retired" and not account.api_key_enc):
         return to_report(
@@ -277,7 +289,7 @@ async def _failed(
         )
     if exc.opted_out:
         text = f"The recipient opted out of SMS from this sender ({caps.label}: {exc.message})."
-        return to_report(
+        refused = to_report(
             rt,
             message,
             "failed",
@@ -287,6 +299,7 @@ async def _failed(
                 "send", "failed", http_status=exc.http_status, code="OPTED_OUT", detail=exc.message
             ),
         )
+        return with_gateway_optout(refused, message, caps.label)
     if exc.outcome_unknown:
         if caps.idempotency_keys:
             # Retried under the same key until the horizon: the gateway answers a repeat from

@@ -14,6 +14,7 @@ from typing import Any
 from castbridge import metrics
 from castbridge.gateways.base import DeliveryStatus, GatewayError, NotFoundError, UnsupportedError
 from castbridge.gateways.directory import AccountUnusable
+from castbridge.inbound.record import with_gateway_optout
 from castbridge.limits import Throttled
 from castbridge.logging import get_logger
 from castbridge.outbound.backoff import throttled_delay
@@ -48,13 +49,14 @@ def final_transition(
             values={"gateway_status": status.raw_status, "error_code": None, "error_message": None},
             if_status=ACCEPTED,
         )
-    if status.opted_out:
+    opted_out = status.opted_out
+    if opted_out:
         code, text = "OPTED_OUT", "The recipient opted out of SMS from this business."
     else:
         reason = status.error_message or status.error_code or status.raw_status
         code = status.error_code or status.raw_status.upper()
         text = f"Carrier did not deliver the SMS: {reason}"
-    return "failed", to_report(
+    failed = to_report(
         rt,
         message,
         "failed",
@@ -70,6 +72,10 @@ def final_transition(
             gateway_message_id=status.gateway_message_id,
         ),
     )
+    if opted_out:
+        label = message.gateway or "the SMS gateway"
+        return "failed", with_gateway_optout(failed, message, label)
+    return "failed", failed
 
 
 async def poll(rt: Runtime, job: ClaimedJob, ctx: MessageContext) -> Transition:

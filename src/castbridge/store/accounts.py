@@ -116,6 +116,28 @@ async def change(session: AsyncSession, account_id: int, **values: Any) -> bool:
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
+async def save_inbound_cursor(
+    session: AsyncSession, account_id: int, cursor: str | None, polled_at: datetime
+) -> None:
+    """Where reply polling resumes; not a change of the account (no version bump)."""
+    await session.execute(
+        update(GatewayAccount)
+        .where(GatewayAccount.id == account_id)
+        .values(inbound_cursor=cursor, inbound_polled_at=polled_at)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def pollable(session: AsyncSession, gateways: Sequence[str]) -> list[GatewayAccount]:
+    """Accounts of gateways that can be polled for replies, not retired."""
+    if not gateways:
+        return []
+    query = select(GatewayAccount).where(
+        GatewayAccount.gateway.in_(list(gateways)), GatewayAccount.state != "retired"
+    )
+    return list((await session.execute(query)).scalars())
+
+
 async def pause(
     session: AsyncSession,
     account_id: int,

@@ -9,7 +9,7 @@ result is one `Transition`, applied in one transaction by `apply`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -30,6 +30,9 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+KIND_CHARS = 16
+
+
 @dataclass(frozen=True, slots=True)
 class NewJob:
     kind: str
@@ -40,6 +43,12 @@ class NewJob:
     location_id: str | None = None
     account_id: int | None = None
     singleton_key: str | None = None
+
+    def __post_init__(self) -> None:
+        # The columns are 16 characters: PostgreSQL refuses a longer name where SQLite would
+        # store it, so a new job kind fails here, in every test, not in production.
+        if len(self.kind) > KIND_CHARS or len(self.lane) > KIND_CHARS:
+            raise ValueError(f"job kind and lane are at most {KIND_CHARS} characters")
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,6 +271,9 @@ class Transition:
     # Other jobs of the same message to close in the same transaction (e.g. its queued poll
     # once a pushed report settled it).
     close_kinds: tuple[str, ...] = ()
+    # Writes to other tables (an inbound event's state) made in the same transaction, only
+    # while the lease holds: a worker that lost its job cannot overwrite what the next did.
+    also: Callable[[AsyncSession], Awaitable[None]] | None = None
 
 
 async def apply(
@@ -319,6 +331,8 @@ async def apply(
     if transition.close_kinds and target is not None:
         await close_jobs(session, target, transition.close_kinds, except_id=job.id)
     await enqueue_many(session, transition.enqueue)
+    if transition.also is not None:
+        await transition.also(session)
     return True
 
 

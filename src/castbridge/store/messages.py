@@ -372,24 +372,31 @@ async def cancel(session: AsyncSession, message_ids: Sequence[int], reason: str)
 
 async def contexts(
     session: AsyncSession, message_ids: Sequence[int]
-) -> dict[int, tuple[Message, Any, str | None]]:
-    """Messages with their pinned account and their location's install state, in one
-    statement for a whole claimed batch: (message, account or None, install state or None)."""
-    from castbridge.store.models import GatewayAccount, Installation
+) -> dict[int, tuple[Message, Any, str | None, Any]]:
+    """Messages with their pinned account, their location's install state and the opt-out
+    that forbids texting the number, in one statement for a whole claimed batch:
+    (message, account or None, install state or None, opt-out or None)."""
+    from castbridge.store.models import GatewayAccount, Installation, OptOut
 
     if not message_ids:
         return {}
     rows = (
         await session.execute(
-            select(Message, GatewayAccount, Installation.state)
+            select(Message, GatewayAccount, Installation.state, OptOut)
             .outerjoin(GatewayAccount, GatewayAccount.id == Message.account_id)
             .outerjoin(
                 Installation,
                 (Installation.user_type == "Location")
                 & (Installation.resource_id == Message.location_id),
             )
+            .outerjoin(
+                OptOut,
+                (OptOut.location_id == Message.location_id)
+                & (OptOut.phone_hash == Message.phone_hash)
+                & OptOut.opted_out.is_(True),
+            )
             .where(Message.id.in_(list(message_ids)))
             .execution_options(populate_existing=True)
         )
     ).all()
-    return {row[0].id: (row[0], row[1], row[2]) for row in rows}
+    return {row[0].id: (row[0], row[1], row[2], row[3]) for row in rows}

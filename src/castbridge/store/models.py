@@ -124,6 +124,10 @@ class GatewayAccount(Base):
     webhooks: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # Bumped by every change: in-process caches compare it to stay correct.
     version: Mapped[int] = mapped_column(Integer, default=1)
+    # Polling a gateway for replies: the adapter's opaque cursor, stored only after the replies
+    # it covers are saved.
+    inbound_cursor: Mapped[str | None] = mapped_column(Text)
+    inbound_polled_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
@@ -183,6 +187,88 @@ class GatewayEvent(Base):
     detail: Mapped[str | None] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(index=True)
     applied_at: Mapped[datetime | None]
+
+
+class InboundEvent(Base):
+    """A handset's reply, opt-out or opt-in as a gateway reported it (webhook or poll), stored
+    once per account and handed to HighLevel by a job: the routing decision, the contact and
+    conversation found, and HighLevel's answer are kept on it for `castbridge inbound show`."""
+
+    __tablename__ = "inbound_events"
+    __table_args__ = (
+        UniqueConstraint("key_scope", "dedupe_key", name="uq_inbound_event"),
+        Index("ix_inbound_events_status", "status", "arrived_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("gateway_accounts.id"), index=True)
+    gateway: Mapped[str] = mapped_column(String(24))
+    # Whose events these are: the gateway key (several account rows may hold one key, e.g. a
+    # location configured with the operator's own: each event then arrives once per row).
+    key_scope: Mapped[str] = mapped_column(String(64))
+    # The gateway's message id, else a hash of sender, text and received time (gateways.md).
+    dedupe_key: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(16))  # reply | optout | optin
+    source: Mapped[str] = mapped_column(String(16))  # webhook | poll
+    gateway_message_id: Mapped[str | None] = mapped_column(String(64))
+    phone_enc: Mapped[str] = mapped_column(Text)
+    phone_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    phone_masked: Mapped[str] = mapped_column(String(24), default="")
+    e164: Mapped[bool] = mapped_column(default=False)
+    text: Mapped[str] = mapped_column(Text, default="")
+    attachments: Mapped[list[str]] = mapped_column(default=list)
+    received_at: Mapped[datetime]  # the gateway's time, else when it arrived
+    arrived_at: Mapped[datetime]
+    gateway_event_id: Mapped[int | None] = mapped_column(Integer)
+    location_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    # owner | last_sender | primary | operator, or why it could not be routed
+    route: Mapped[str | None] = mapped_column(String(32))
+    # received | delivered | unroutable | dead
+    status: Mapped[str] = mapped_column(String(16), default="received")
+    keyword: Mapped[str | None] = mapped_column(String(32))  # the STOP/START word it matched
+    ghl_contact_id: Mapped[str | None] = mapped_column(String(64))
+    ghl_conversation_id: Mapped[str | None] = mapped_column(String(64))
+    ghl_message_id: Mapped[str | None] = mapped_column(String(64))
+    # An add was attempted whose outcome is unknown: look for our altId before adding again.
+    post_attempted: Mapped[bool] = mapped_column(default=False)
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime]
+
+
+class OptOut(Base):
+    """A number that opted out of a location's SMS (or back in: kept, `opted_out` False), from a
+    STOP/START reply, a gateway's signal, an import or an operator. Sends to an opted-out number
+    are refused by castbridge itself, whatever HighLevel's DND says."""
+
+    __tablename__ = "optouts"
+    __table_args__ = (UniqueConstraint("location_id", "phone_hash", name="uq_optout"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    location_id: Mapped[str] = mapped_column(String(64), index=True)
+    phone_hash: Mapped[str] = mapped_column(String(64))
+    phone_enc: Mapped[str] = mapped_column(Text)
+    phone_masked: Mapped[str] = mapped_column(String(24), default="")
+    opted_out: Mapped[bool] = mapped_column(default=True)
+    source: Mapped[str] = mapped_column(String(16))  # keyword | gateway | import | operator
+    detail: Mapped[str] = mapped_column(String(200), default="")
+    at: Mapped[datetime]  # when the number opted out (or back in)
+    # What HighLevel's contact DND was last set to: active | inactive | None (not yet)
+    ghl_dnd: Mapped[str | None] = mapped_column(String(16))
+    updated_at: Mapped[datetime]
+
+
+class ContactLink(Base):
+    """Which HighLevel contact and conversation a location's phone number belongs to: saves
+    three HighLevel calls per reply after the first."""
+
+    __tablename__ = "contact_links"
+
+    location_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    phone_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    contact_id: Mapped[str] = mapped_column(String(64))
+    conversation_id: Mapped[str | None] = mapped_column(String(64))
+    updated_at: Mapped[datetime]
 
 
 class OAuthState(Base):

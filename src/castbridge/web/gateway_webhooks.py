@@ -18,6 +18,8 @@ from pydantic import BaseModel
 from castbridge import metrics
 from castbridge.gateways.base import UnsupportedError, WebhookEvent
 from castbridge.gateways.directory import AccountUnusable
+from castbridge.gateways.registry import spec
+from castbridge.inbound.intake import store_optout_signal, store_reply
 from castbridge.logging import get_logger
 from castbridge.store import accounts as account_store
 from castbridge.store import events as event_store
@@ -31,7 +33,8 @@ from castbridge.web.ghl_webhooks import busy
 log = get_logger(__name__)
 router = APIRouter(tags=["webhooks"])
 
-# Which job applies which kind of event. Replies and opt-outs are stored for two-way handling.
+# Which job applies a delivery report; replies and opt-out signals become inbound events,
+# each with its own job (castbridge.inbound).
 JOB_OF_KIND = {"status": ("gateway_event", "status")}
 
 
@@ -72,6 +75,7 @@ async def gateway_webhook(gateway: str, account_token: str, request: Request) ->
             )
         ]
     stored = duplicates = 0
+    region = account.region or spec(account.gateway).capabilities.country
     try:
         async with resources.store.write(
             wait_at_most=resources.settings.store_timeout_seconds
@@ -90,7 +94,28 @@ async def gateway_webhook(gateway: str, account_token: str, request: Request) ->
                     duplicates += 1
                     continue
                 stored += 1
-                if event.kind in JOB_OF_KIND:
+                if event.kind == "inbound" and event.inbound is not None:
+                    await store_reply(
+                        session,
+                        account=account,
+                        region=region,
+                        vault=resources.vault,
+                        sms=event.inbound,
+                        source="webhook",
+                        gateway_event_id=event_id,
+                    )
+                elif event.kind == "optout" and event.optout is not None:
+                    await store_optout_signal(
+                        session,
+                        account=account,
+                        region=region,
+                        vault=resources.vault,
+                        signal=event.optout,
+                        event_key=event.key,
+                        source="webhook",
+                        gateway_event_id=event_id,
+                    )
+                elif event.kind in JOB_OF_KIND:
                     kind, lane = JOB_OF_KIND[event.kind]
                     await jobs.enqueue(
                         session,

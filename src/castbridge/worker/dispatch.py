@@ -42,8 +42,8 @@ class Dispatcher:
         async with self.runtime.store.read() as session:
             found = await message_store.contexts(session, ids)
         return {
-            message_id: MessageContext(message, account, state)
-            for message_id, (message, account, state) in found.items()
+            message_id: MessageContext(message, account, state, opt_out)
+            for message_id, (message, account, state, opt_out) in found.items()
         }
 
     async def run(self, job: ClaimedJob, ctx: MessageContext | None) -> Transition | None:

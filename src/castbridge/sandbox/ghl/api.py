@@ -20,6 +20,7 @@ from castbridge.sandbox.ghl.common import (
 from castbridge.sandbox.ghl.schemas import (
     CreateConversation,
     ProcessInboundMessage,
+    UpdateContact,
     UpdateMessageStatus,
     UpsertContact,
 )
@@ -107,8 +108,13 @@ async def inbound(request: Request) -> JSONResponse:
     if not body.contactId and not body.conversationId:
         raise error(400, "Either conversationId or contactId is required", error_name="Bad Request")
     provider = body.conversationProviderId
-    if sandbox.drop_inbound or (
-        provider is not None and provider != sandbox.config.conversation_provider_id
+    dropped_once = sandbox.drop_inbound_next > 0
+    if dropped_once:
+        sandbox.drop_inbound_next -= 1
+    if (
+        dropped_once
+        or sandbox.drop_inbound
+        or (provider is not None and provider != sandbox.config.conversation_provider_id)
     ):
         # Issue #70: a wrong provider id answers 201 with an empty body and drops the message.
         return JSONResponse(None, status_code=201)
@@ -140,6 +146,9 @@ async def inbound(request: Request) -> JSONResponse:
     )
     sandbox.messages[message.id] = message
     conversation.last_message_date = now_iso()
+    if sandbox.fail_after_inbound_next > 0:
+        sandbox.fail_after_inbound_next -= 1
+        raise error(500, "Internal server error", error_name="Internal Server Error")
     return reply(
         201,
         {
@@ -165,6 +174,36 @@ async def get_message(message_id: str, request: Request) -> JSONResponse:
     if message.location_id != grant.location_id:
         raise error(403, "The token does not have access to this location")
     return reply(200, message.as_json())
+
+
+@router.get("/conversations/{conversation_id}/messages")
+async def conversation_messages(conversation_id: str, request: Request) -> JSONResponse:
+    """A conversation's messages, newest first (`limit`, `type` filter), with `altId`."""
+    sandbox = sandbox_of(request)
+    check_version(request, CONVERSATIONS_VERSION)
+    grant = location_grant(request)
+    conversation = sandbox.conversations.get(conversation_id)
+    if conversation is None or conversation.location_id != grant.location_id:
+        raise error(400, "Conversation not found", error_name="Bad Request")
+    try:
+        limit = max(1, min(100, int(float(request.query_params.get("limit", "20")))))
+    except ValueError:
+        raise error(422, ["limit must be a number"], error_name="Unprocessable Entity") from None
+    wanted = {t for t in request.query_params.get("type", "").split(",") if t}
+    found = [
+        m
+        for m in reversed(list(sandbox.messages.values()))
+        if m.conversation_id == conversation_id and (not wanted or m.message_type in wanted)
+    ]
+    page = found[:limit]
+    return reply(
+        200,
+        {
+            "lastMessageId": page[-1].id if page else "",
+            "nextPage": len(found) > limit,
+            "messages": [m.as_json() for m in page],
+        },
+    )
 
 
 @router.get("/conversations/search")
@@ -222,6 +261,25 @@ async def duplicate_contact(request: Request) -> JSONResponse:
     number = request.query_params.get("number")
     contact = sandbox.find_contact(location_id, number) if number else None
     return reply(200, {"contact": contact.as_json() if contact else None})
+
+
+@router.put("/contacts/{contact_id}")
+async def update_contact(contact_id: str, request: Request) -> JSONResponse:
+    """Update a contact; castbridge only ever sends `dndSettings` (kept per channel)."""
+    sandbox = sandbox_of(request)
+    check_version(request, CONTACTS_VERSION)
+    grant = location_grant(request)
+    body, raw = await parse_json(request, UpdateContact)
+    sandbox.update_bodies.append(raw)
+    contact = sandbox.contacts.get(contact_id)
+    if contact is None or contact.location_id != grant.location_id:
+        raise error(400, "Contact not found", error_name="Bad Request")
+    if body.tags is not None:
+        contact.tags_overwritten = True
+    for channel, setting in (body.dndSettings or {}).items():
+        contact.dnd_settings[channel] = setting.model_dump(exclude_none=True)
+        contact.dnd_updates += 1
+    return reply(200, {"succeded": True, "contact": contact.as_json()})
 
 
 @router.post("/contacts/upsert")

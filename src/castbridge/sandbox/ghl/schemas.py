@@ -102,6 +102,25 @@ class CreateConversation(_Strict):
     contactId: str = Field(min_length=1)
 
 
+class DndSetting(_Strict):
+    """`DndSettingSchema`."""
+
+    status: Literal["active", "inactive", "permanent"]
+    message: str | None = None
+    code: str | None = None
+
+
+class UpdateContact(BaseModel):
+    """`UpdateContactDto`: every field optional; other documented fields pass."""
+
+    model_config = ConfigDict(extra="allow")
+
+    dndSettings: (
+        dict[Literal["Call", "Email", "SMS", "WhatsApp", "GMB", "FB"], DndSetting] | None
+    ) = None
+    tags: list[str] | None = None
+
+
 class UpsertContact(BaseModel):
     """`UpsertContactDto`: only `locationId` is required; other documented fields pass."""
 

@@ -89,6 +89,15 @@ class SandboxContact:
     last_name: str | None = None
     source: str | None = None
     date_added: str = field(default_factory=now_iso)
+    # Per channel ("SMS", ...): {"status": "active" | "inactive" | "permanent", "message", "code"}
+    dnd_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    dnd_updates: int = 0
+    tags_overwritten: bool = False  # an update sent `tags` (it replaces all of them)
+
+    @property
+    def sms_dnd(self) -> str | None:
+        """The contact's SMS do-not-disturb status, as HighLevel would show it."""
+        return (self.dnd_settings.get("SMS") or {}).get("status")
 
     def as_json(self) -> dict[str, Any]:
         return drop_none(
@@ -96,6 +105,7 @@ class SandboxContact:
                 "id": self.id,
                 "locationId": self.location_id,
                 "phone": self.phone,
+                "dndSettings": self.dnd_settings or None,
                 "firstName": self.first_name,
                 "lastName": self.last_name,
                 "name": self.name,
@@ -202,6 +212,11 @@ class GHLSandbox:
         # Live knobs.
         self.fault_rate = cfg.fault_rate
         self.drop_inbound = cfg.drop_inbound
+        # The next N inbound adds answer 201 with an empty body and drop the message (#70).
+        self.drop_inbound_next = 0
+        # The next N inbound adds are stored, then answered 500 (the add's outcome is unknown to
+        # the caller: it must look for its altId before adding again, ghl.md §9).
+        self.fail_after_inbound_next = 0
         self.not_downstreamed_seconds = cfg.not_downstreamed_seconds
         # Directory.
         self.locations: dict[str, SandboxLocation] = {}
@@ -219,6 +234,7 @@ class GHLSandbox:
         self.conversations: dict[str, SandboxConversation] = {}
         self.messages: dict[str, SandboxMessage] = {}
         self.upsert_bodies: list[dict[str, Any]] = []
+        self.update_bodies: list[dict[str, Any]] = []
         self.inbound_bodies: list[dict[str, Any]] = []
         # Rate limiting and counters, per location (or company).
         self._hits: dict[str, deque[float]] = {}

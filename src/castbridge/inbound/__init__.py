@@ -1,0 +1,1 @@
+"""Two-way messaging: replies and opt-out signals from handsets, into HighLevel's inbox."""
