@@ -141,6 +141,14 @@ class Store:
         self._writes = create_sessionmaker(engine.execution_options(castbridge_write=True))
         self._lock = asyncio.Lock() if self.sqlite else None
 
+    def listen_dsn(self) -> str | None:
+        """An asyncpg DSN for a worker's LISTEN connection; None on SQLite (one process, which
+        wakes its worker in memory)."""
+        if self.sqlite:
+            return None
+        url = self.engine.url.set(drivername="postgresql")
+        return url.render_as_string(hide_password=False)
+
     def read(self) -> AsyncSession:
         """A session for reads (`async with store.read() as session`)."""
         return self.sessions()

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+# The channel a worker LISTENs on for new due work; the payload is the lane.
+JOBS_CHANNEL = "castbridge_jobs"
 
 # SQLite errors that mean "another writer holds the database", worth a short wait and retry.
 SQLITE_BUSY_TEXTS = ("database is locked", "database table is locked", "database is busy")
@@ -53,3 +57,17 @@ def is_busy(exc: BaseException) -> bool:
     """A lock or pool wait that passes: SQLite's busy database, a pool that is exhausted."""
     text = str(exc).lower()
     return any(fragment in text for fragment in SQLITE_BUSY_TEXTS) or "queuepool" in text
+
+
+async def notify_jobs(session: AsyncSession, lanes: Iterable[str]) -> None:
+    """Tell every listening worker that these lanes have due work (PostgreSQL only).
+
+    NOTIFY is transactional: it reaches listeners only when the caller's transaction commits,
+    so a worker never wakes for a job it cannot see yet, and repeats within one transaction
+    are folded into one notification by PostgreSQL. SQLite lives in one process, which wakes
+    its own worker in memory.
+    """
+    wanted = sorted(set(lanes))
+    if not wanted or name_of(session) != "postgresql":
+        return
+    await session.execute(select(*(func.pg_notify(JOBS_CHANNEL, lane) for lane in wanted)))

@@ -92,7 +92,11 @@ async def enqueue(session: AsyncSession, job: NewJob) -> int | None:
         )
     result = await session.execute(statement.returning(Job.id))
     job_id = result.scalar_one_or_none()
-    return int(job_id) if job_id is not None else None
+    if job_id is None:
+        return None
+    if job.run_at <= now:
+        await dialect.notify_jobs(session, [job.lane])
+    return int(job_id)
 
 
 async def enqueue_many(session: AsyncSession, jobs: Sequence[NewJob]) -> None:
@@ -102,6 +106,7 @@ async def enqueue_many(session: AsyncSession, jobs: Sequence[NewJob]) -> None:
     plain = [job for job in jobs if job.singleton_key is None]
     if plain:
         await session.execute(dialect.insert(session, Job), [_row_values(j, now) for j in plain])
+        await dialect.notify_jobs(session, [j.lane for j in plain if j.run_at <= now])
     for job in jobs:
         if job.singleton_key is not None:
             await enqueue(session, job)
@@ -172,9 +177,12 @@ async def reap(session: AsyncSession) -> int:
         update(Job)
         .where(Job.state == "running", Job.lease_until < now)
         .values(state="queued", lease_until=None, worker_id=None, run_at=now, updated_at=now)
+        .returning(Job.lane)
         .execution_options(synchronize_session=False)
     )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    lanes = list(result.scalars())
+    await dialect.notify_jobs(session, lanes)
+    return len(lanes)
 
 
 def _owned(job: ClaimedJob, worker_id: str) -> Any:
@@ -222,9 +230,12 @@ async def release(session: AsyncSession, worker_id: str, job_ids: Sequence[int])
             attempts=dialect.greatest(session, Job.attempts - 1, 0),
             updated_at=now,
         )
+        .returning(Job.lane)
         .execution_options(synchronize_session=False)
     )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    lanes = list(result.scalars())
+    await dialect.notify_jobs(session, lanes)
+    return len(lanes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -422,9 +433,12 @@ async def requeue_dead(session: AsyncSession, message_id: int) -> int:
         update(Job)
         .where(Job.message_id == message_id, Job.state == "dead")
         .values(state="queued", run_at=now, attempts=0, lease_until=None, updated_at=now)
+        .returning(Job.lane)
         .execution_options(synchronize_session=False)
     )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    lanes = list(result.scalars())
+    await dialect.notify_jobs(session, lanes)
+    return len(lanes)
 
 
 async def move_queued_sends(
@@ -437,7 +451,11 @@ async def move_queued_sends(
         .values(run_at=run_at, updated_at=dialect.now(session))
         .execution_options(synchronize_session=False)
     )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    moved = int(result.rowcount)  # type: ignore[attr-defined]
+    if moved:
+        # A hold only delays; a release makes them due, and other processes must hear of it.
+        await dialect.notify_jobs(session, ["send"])
+    return moved
 
 
 async def cancel_location_sends(session: AsyncSession, location_id: str) -> list[int]:
@@ -483,6 +501,7 @@ async def release_held_for_install(session: AsyncSession, location_id: str) -> N
         .values(run_at=now, updated_at=now)
         .execution_options(synchronize_session=False)
     )
+    await dialect.notify_jobs(session, ["send"])
     await session.execute(
         update(Message)
         .where(Message.location_id == location_id, Message.held == "install")
@@ -512,6 +531,7 @@ async def repoint_sends(session: AsyncSession, message_ids: Sequence[int], accou
         .values(account_id=account_id, run_at=now, updated_at=now)
         .execution_options(synchronize_session=False)
     )
+    await dialect.notify_jobs(session, ["send"])
 
 
 async def running_send_messages(session: AsyncSession, message_ids: Sequence[int]) -> set[int]:

@@ -24,9 +24,13 @@ from castbridge.store import jobs as job_store
 from castbridge.store.db import Store
 from castbridge.store.jobs import ClaimedJob, Transition
 from castbridge.worker.dispatch import Dispatcher
-from castbridge.worker.wake import Wake
+from castbridge.worker.wake import JobListener, Wake
 
 log = get_logger(__name__)
+
+# While LISTEN/NOTIFY is up, polling is only a safety net (a notification lost with its
+# connection is recovered at the reconnect): an idle worker reads the queue this rarely.
+LISTENING_POLL_SECONDS = 5.0
 
 
 def new_worker_id() -> str:
@@ -62,6 +66,8 @@ class Worker:
         self.worker_id = dispatcher.runtime.worker_id
         self.capacity = lane_capacity(settings)
         self.wake_signal = Wake()
+        dsn = store.listen_dsn()
+        self.listener = JobListener(dsn, self.wake) if dsn is not None else None
         self._stopping = asyncio.Event()
         self._tasks: dict[asyncio.Task[None], ClaimedJob] = {}
         self._running: dict[str, int] = dict.fromkeys(self.capacity, 0)
@@ -89,6 +95,11 @@ class Worker:
     async def run(self) -> None:
         log.info("worker_started", worker_id=self.worker_id, lanes=self.capacity)
         heartbeat = asyncio.create_task(self._heartbeat(), name="castbridge-heartbeat")
+        listening = (
+            asyncio.create_task(self.listener.run(), name="castbridge-listen")
+            if self.listener is not None
+            else None
+        )
         try:
             while not self._stopping.is_set():
                 claimed = await self._claim_due()
@@ -98,8 +109,10 @@ class Worker:
             try:
                 await self._drain()
             finally:
-                heartbeat.cancel()
-                await asyncio.gather(heartbeat, return_exceptions=True)
+                background = [task for task in (heartbeat, listening) if task is not None]
+                for task in background:
+                    task.cancel()
+                await asyncio.gather(*background, return_exceptions=True)
             log.info("worker_stopped", worker_id=self.worker_id)
 
     async def _claim_due(self) -> int:
@@ -210,6 +223,8 @@ class Worker:
         """Sleep until the next job of a lane with free slots falls due (one cheap read), or
         until this process queues work, or the poll interval for other processes' work."""
         timeout = self.settings.worker_poll_interval
+        if self.listener is not None and self.listener.listening:
+            timeout = max(timeout, LISTENING_POLL_SECONDS)
         lanes = [lane for lane, slots in self.capacity.items() if self._running[lane] < slots]
         if lanes:
             try:

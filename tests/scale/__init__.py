@@ -1,0 +1,1 @@
+"""Several castbridge processes on one PostgreSQL: wake-ups, migrations, retention."""
