@@ -6,12 +6,15 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 # The channel a worker LISTENs on for new due work; the payload is the lane.
 JOBS_CHANNEL = "castbridge_jobs"
+
+# The advisory lock key migrations take on PostgreSQL ("castbridge migrate" as one bigint).
+MIGRATION_LOCK_KEY = 0x63_62_6D_69_67_72_61_74
 
 # SQLite errors that mean "another writer holds the database", worth a short wait and retry.
 SQLITE_BUSY_TEXTS = ("database is locked", "database table is locked", "database is busy")
@@ -71,3 +74,14 @@ async def notify_jobs(session: AsyncSession, lanes: Iterable[str]) -> None:
     if not wanted or name_of(session) != "postgresql":
         return
     await session.execute(select(*(func.pg_notify(JOBS_CHANNEL, lane) for lane in wanted)))
+
+
+def lock_for_migrations(connection: Connection) -> None:
+    """Hold the migration lock for the rest of this transaction (PostgreSQL).
+
+    Several processes starting at once would otherwise all run the same DDL; with the lock one
+    migrates and the others wait, then find the schema at head and do nothing. SQLite needs
+    no lock: BEGIN IMMEDIATE already admits one writer.
+    """
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})

@@ -12,6 +12,7 @@ from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from castbridge.secrets import SecretBox
+from castbridge.store import dialect
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -31,12 +32,14 @@ def head_revision() -> str | None:
 async def upgrade(
     engine: AsyncEngine, revision: str = "head", *, secret_box: SecretBox | None = None
 ) -> None:
-    """Apply pending migrations on the engine's own connection (SQLite and PostgreSQL).
+    """Apply pending migrations on the engine's own connection (SQLite and PostgreSQL), under
+    the migration lock, so processes starting together migrate one at a time.
 
     `secret_box` lets a migration encrypt data it moves (0002 encrypts phone numbers).
     """
 
     def _run(connection: Connection) -> None:
+        dialect.lock_for_migrations(connection)
         config = alembic_config()
         config.attributes["connection"] = connection
         config.attributes["secret_box"] = secret_box
