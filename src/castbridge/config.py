@@ -6,7 +6,14 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # What an SMS provider needs (ghl.md §7), agency scopes included so bulk installs can mint
@@ -195,6 +202,12 @@ class Settings(BaseSettings):
     shared_limits: Literal["auto", "database", "process"] = Field(
         "auto", validation_alias=_env("CASTBRIDGE_SHARED_LIMITS")
     )
+    # Retention: finished jobs and the attempts of finished messages are deleted after this many
+    # days, finished messages (and whatever of theirs is left) after the longer second figure.
+    retention_days: float = Field(7.0, gt=0, validation_alias=_env("CASTBRIDGE_RETENTION_DAYS"))
+    message_retention_days: float = Field(
+        90.0, gt=0, validation_alias=_env("CASTBRIDGE_MESSAGE_RETENTION_DAYS")
+    )
     # --- two-way --------------------------------------------------------------------------
     # Replies by polling (gateways that offer it): how often each account is polled and how
     # many pages one poll may walk (newest first). Polling also covers a webhook that was never
@@ -238,6 +251,17 @@ class Settings(BaseSettings):
     gateway_settings: dict[str, dict[str, Any]] = Field(
         default_factory=dict, validation_alias="gateway_settings"
     )
+
+    @field_validator("message_retention_days")
+    @classmethod
+    def _messages_outlive_jobs(cls, value: float, info: ValidationInfo) -> float:
+        jobs_days = info.data.get("retention_days")
+        if jobs_days is not None and value < jobs_days:
+            raise ValueError(
+                "CASTBRIDGE_MESSAGE_RETENTION_DAYS must be at least CASTBRIDGE_RETENTION_DAYS "
+                "(a message is kept at least as long as its jobs and attempts)"
+            )
+        return value
 
     @field_validator("default_region")
     @classmethod

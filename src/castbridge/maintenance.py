@@ -10,12 +10,15 @@ from castbridge.config import Settings
 from castbridge.logging import get_logger
 from castbridge.outbound.runtime import Runtime
 from castbridge.store import events, jobs
+from castbridge.store.db import Store
 from castbridge.store.jobs import ClaimedJob, NewJob, Transition
 
 log = get_logger(__name__)
 
 PRUNE_EVERY = timedelta(hours=1)
-FINISHED_JOBS_KEPT = timedelta(days=7)
+# Retention deletes a batch per transaction; this many batches per table per run, the rest
+# at the next run, so a first prune of a large backlog does not run for an hour.
+RETENTION_BATCHES = 50
 
 
 def prune_job(run_at: datetime | None = None) -> NewJob:
@@ -99,7 +102,6 @@ async def prune(rt: Runtime, job: ClaimedJob) -> Transition:
 
         assert isinstance(session, AsyncSession)
         removed = await events.prune(session, now=now)
-        removed["jobs"] = await jobs.prune_finished(session, older_than=now - FINISHED_JOBS_KEPT)
         # An account configured in another process, or one whose poller ended: polled again.
         from castbridge.inbound.poll import ensure_pollers
 
@@ -107,9 +109,35 @@ async def prune(rt: Runtime, job: ClaimedJob) -> Transition:
         return removed
 
     removed = await rt.store.run(_work)
+    removed.update(await apply_retention(rt.store, rt.settings, now=now))
     if any(removed.values()):
         log.info("pruned", **removed)
     return Transition(fate="done", enqueue=(_next(now),))
+
+
+async def apply_retention(
+    store: Store, settings: Settings, *, now: datetime, batches: int = RETENTION_BATCHES
+) -> dict[str, int]:
+    """Finished jobs and attempts past CASTBRIDGE_RETENTION_DAYS, finished messages past
+    CASTBRIDGE_MESSAGE_RETENTION_DAYS; each batch its own short transaction."""
+    from castbridge.store import retention
+
+    work_cutoff = now - timedelta(days=settings.retention_days)
+    message_cutoff = now - timedelta(days=settings.message_retention_days)
+    steps = {
+        "messages": lambda s: retention.prune_messages(s, older_than=message_cutoff),
+        "jobs": lambda s: retention.prune_jobs(s, older_than=work_cutoff),
+        "attempts": lambda s: retention.prune_attempts(s, older_than=work_cutoff),
+    }
+    removed: dict[str, int] = {}
+    for name, step in steps.items():
+        removed[name] = 0
+        for _ in range(batches):
+            count = await store.run(step)
+            removed[name] += count
+            if count < retention.BATCH:
+                break
+    return removed
 
 
 def _next(now: datetime) -> NewJob:

@@ -545,19 +545,6 @@ async def running_send_messages(session: AsyncSession, message_ids: Sequence[int
     return {int(i) for i in rows.scalars() if i is not None}
 
 
-async def prune_finished(session: AsyncSession, *, older_than: datetime) -> int:
-    """Delete finished jobs (done, cancelled) last touched before `older_than`; dead jobs stay
-    for replay until their message is pruned."""
-    from sqlalchemy import delete
-
-    result = await session.execute(
-        delete(Job)
-        .where(Job.state.in_(("done", "cancelled")), Job.updated_at < older_than)
-        .execution_options(synchronize_session=False)
-    )
-    return int(result.rowcount)  # type: ignore[attr-defined]
-
-
 __all__ = [
     "LANES",
     "TERMINAL_MESSAGE_STATES",
