@@ -8,6 +8,7 @@ from castbridge.cli import (
     accounts,
     cast,
     db,
+    doctor,
     gateway,
     inbound,
     installations,
@@ -27,6 +28,7 @@ app = typer.Typer(
 )
 app.command("serve")(service.serve)
 app.command("worker")(service.worker)
+app.command("doctor")(doctor.doctor)
 app.command("sandbox")(sandbox.sandbox)
 app.command("demo")(sandbox.demo)
 app.add_typer(messages.app, name="messages")

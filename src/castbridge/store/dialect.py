@@ -85,3 +85,20 @@ def lock_for_migrations(connection: Connection) -> None:
     """
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+
+
+async def database_clock(engine: AsyncEngine) -> datetime | None:
+    """The database server's clock (PostgreSQL), for the clock-skew check; None on SQLite,
+    which runs on this host and so on this clock."""
+    if is_sqlite(engine):
+        return None
+    async with engine.connect() as connection:
+        value = (await connection.execute(select(func.now()))).scalar_one()
+    assert isinstance(value, datetime)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+async def ping(engine: AsyncEngine) -> None:
+    """One round trip: raises when the database cannot be reached."""
+    async with engine.connect() as connection:
+        await connection.execute(text("SELECT 1"))
