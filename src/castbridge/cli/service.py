@@ -35,6 +35,9 @@ def serve(
             host=host or settings.host,
             port=port or settings.port,
             log_level=settings.log_level.lower(),
+            # uvicorn's own logging set-up would print plain text beside castbridge's JSON;
+            # without it, its records go through castbridge's (configure_logging).
+            log_config=None,
             access_log=False,
             timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) + 5,
         )
