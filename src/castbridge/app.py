@@ -82,4 +82,7 @@ def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI
     app.include_router(gateway_webhooks.router)
     app.include_router(oauth.router)
     app.add_middleware(EdgeMiddleware, settings=settings)
+    from castbridge.web.request_id import RequestIdMiddleware
+
+    app.add_middleware(RequestIdMiddleware)  # outermost: even a refused request has an id
     return app

@@ -202,6 +202,11 @@ class Settings(BaseSettings):
     shared_limits: Literal["auto", "database", "process"] = Field(
         "auto", validation_alias=_env("CASTBRIDGE_SHARED_LIMITS")
     )
+    # `castbridge worker` serves its own counters (sends, HighLevel calls, refreshes) on this
+    # port at /metrics, on CASTBRIDGE_HOST, without authentication; unset: not served.
+    worker_metrics_port: int | None = Field(
+        None, ge=1, le=65535, validation_alias=_env("CASTBRIDGE_WORKER_METRICS_PORT")
+    )
     # Retention: finished jobs and the attempts of finished messages are deleted after this many
     # days, finished messages (and whatever of theirs is left) after the longer second figure.
     retention_days: float = Field(7.0, gt=0, validation_alias=_env("CASTBRIDGE_RETENTION_DAYS"))

@@ -63,3 +63,25 @@ DELIVERY_LATENCY = Histogram(
     "From the Delivery-URL post to the gateway's delivery report",
     buckets=(1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600),
 )
+ACCOUNT_SENDS = Counter(
+    "castbridge_account_sends_total",
+    "Send requests per gateway account, by outcome (accepted, rate_limited: the gateway "
+    "answered 429, error: any other refusal); the rate of `accepted` is the account's send rate",
+    ["gateway", "account_id", "outcome"],
+)
+GHL_CALLS = Counter(
+    "castbridge_ghl_calls_total",
+    "HighLevel API calls, by operation and HTTP status (`network` when no answer came)",
+    ["operation", "status"],
+)
+TOKEN_REFRESHES = Counter(
+    "castbridge_token_refreshes_total",
+    "HighLevel token refreshes and re-mints, by grant type and outcome",
+    ["user_type", "outcome"],
+)
+WEBHOOK_TO_FINAL = Histogram(
+    "castbridge_webhook_to_final_seconds",
+    "From the Delivery-URL post to HighLevel accepting the message's final status, by status",
+    ["status"],
+    buckets=(1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600, 21600),
+)

@@ -52,6 +52,11 @@ def _exit_cleanly(_signum: int, _frame: object) -> None:
 def worker() -> None:
     """Run only the worker (scale out beside `castbridge serve --no-worker`)."""
     settings = settings_or_exit()
+    if settings.worker_metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        # A daemon thread: it dies with the process and needs no shutdown.
+        start_http_server(settings.worker_metrics_port, addr=settings.host)
 
     async def _go() -> None:
         async with open_resources(settings, with_worker=True) as resources:

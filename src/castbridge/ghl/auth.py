@@ -22,6 +22,7 @@ from typing import Protocol
 
 import httpx2
 
+from castbridge import metrics
 from castbridge.ghl.errors import (
     NOT_DOWNSTREAMED_TEXT,
     GHLError,
@@ -280,6 +281,17 @@ class TokenProvider:
         return self._token(saved)
 
     async def _call_refresh(
+        self, grant: StoredGrant, refresher: Refresher
+    ) -> TokenResponse | LocationTokenResponse:
+        try:
+            answer = await self._call_refresh_once(grant, refresher)
+        except Exception as exc:
+            metrics.TOKEN_REFRESHES.labels(grant.user_type, type(exc).__name__[:40]).inc()
+            raise
+        metrics.TOKEN_REFRESHES.labels(grant.user_type, "ok").inc()
+        return answer
+
+    async def _call_refresh_once(
         self, grant: StoredGrant, refresher: Refresher
     ) -> TokenResponse | LocationTokenResponse:
         if grant.refresh_token:

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import httpx2
 from pydantic import BaseModel, ValidationError
 
+from castbridge import metrics
 from castbridge.config import Settings
 from castbridge.ghl.auth import (
     BearerAuth,
@@ -218,6 +219,7 @@ class GHLClient:
             )
         except httpx2.HTTPError as exc:
             network_error = error_from_transport(exc, endpoint)
+            metrics.GHL_CALLS.labels(endpoint.name, "network").inc()
             log.warning(
                 "ghl_call_failed",
                 operation=endpoint.name,
@@ -226,6 +228,7 @@ class GHLClient:
             )
             raise network_error from None
         elapsed_ms = int((time.monotonic() - started) * 1000)
+        metrics.GHL_CALLS.labels(endpoint.name, str(response.status_code)).inc()
         log.info(
             "ghl_call",
             operation=endpoint.name,

@@ -55,6 +55,10 @@ async def run(rt: Runtime, job: ClaimedJob, ctx: MessageContext) -> Transition:
         metrics.GHL_REPORTS.labels(type(exc).__name__).inc()
         return _failed(rt, job, exc, elapsed, forced=forced)
     metrics.GHL_REPORTS.labels("ok").inc()
+    if status in FINAL_GHL and message.ghl_status not in FINAL_GHL:
+        metrics.WEBHOOK_TO_FINAL.labels(status).observe(
+            (utcnow() - message.created_at).total_seconds()
+        )
     return Transition(
         fate="done",
         message={"ghl_status": status, "ghl_reported_at": utcnow()},

@@ -145,6 +145,7 @@ async def run(rt: Runtime, job: ClaimedJob, ctx: MessageContext) -> Transition:
         return await _failed(rt, job, message, gateway, exc, elapsed)
     elapsed = int((time.monotonic() - started) * 1000)
     metrics.GATEWAY_SENDS.labels(caps.name, "accepted").inc()
+    metrics.ACCOUNT_SENDS.labels(caps.name, str(message.account_id), "accepted").inc()
     log.info(
         "gateway_accepted",
         message_id=message.ghl_message_id,
@@ -262,6 +263,11 @@ async def _failed(
         duration_ms=elapsed,
     )
     metrics.GATEWAY_SENDS.labels(caps.name, type(exc).__name__[:40]).inc()
+    metrics.ACCOUNT_SENDS.labels(
+        caps.name,
+        str(message.account_id),
+        "rate_limited" if isinstance(exc, RateLimitedError) else "error",
+    ).inc()
     if isinstance(exc, RateLimitedError):
         # The gateway refused before doing anything: not a failed attempt.
         await _undo_mark(rt, message, caps.idempotency_keys)

@@ -16,6 +16,8 @@ import time
 import uuid
 from datetime import UTC, datetime
 
+import structlog
+
 from castbridge import metrics
 from castbridge.config import Settings
 from castbridge.logging import get_logger
@@ -169,6 +171,16 @@ class Worker:
         self.wake_signal.set()
 
     async def _run_one(self, job: ClaimedJob, ctx: MessageContext | None) -> None:
+        # Every log line of this job carries what it is about (this task's own context).
+        message = ctx.message if ctx is not None else None
+        structlog.contextvars.bind_contextvars(
+            job_id=job.id,
+            job_kind=job.kind,
+            location_id=job.location_id,
+            account_id=job.account_id,
+            message_id=message.ghl_message_id if message is not None else None,
+            gateway=message.gateway if message is not None else None,
+        )
         started = time.monotonic()
         transition: Transition | None
         try:
