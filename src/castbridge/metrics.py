@@ -85,3 +85,10 @@ WEBHOOK_TO_FINAL = Histogram(
     ["status"],
     buckets=(1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600, 21600),
 )
+# One series per installed location: what "this location usually sends and has gone quiet"
+# alerts on (docs/alerts.md). Locations are bounded by installs, not by traffic.
+DELIVERY_BY_LOCATION = Counter(
+    "castbridge_delivery_webhooks_by_location_total",
+    "Delivery-URL posts accepted, by HighLevel location",
+    ["location_id"],
+)

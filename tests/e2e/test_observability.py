@@ -59,6 +59,9 @@ async def test_request_ids_metrics_and_job_log_context(tmp_path: Path) -> None:
         assert moved("castbridge_account_sends_total", gateway="cast", outcome="accepted") == 1
         assert moved("castbridge_ghl_calls_total", status="200") >= 1
         assert moved("castbridge_webhook_to_final_seconds_count", status="delivered") == 1
+        assert (
+            moved("castbridge_delivery_webhooks_by_location_total", location_id=LOCATIONS[0]) == 1
+        )
         assert "castbridge_queue_depth{" in after
         assert "castbridge_oldest_due_job_seconds{" in after
         accepted = [line for line in lines if line.get("event") == "gateway_accepted"]

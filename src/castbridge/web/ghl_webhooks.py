@@ -126,6 +126,7 @@ async def delivery(request: Request) -> Any:
         resources.wake("report")
     status = (result.held and "held") or result.status
     metrics.WEBHOOKS.labels("delivery", status).inc()
+    metrics.DELIVERY_BY_LOCATION.labels(payload.location_id).inc()
     log.info(
         "delivery_received",
         message_id=payload.message_id,
