@@ -166,3 +166,31 @@ def test_compose_file_and_its_env_example() -> None:
         if "=" in line and not line.lstrip().startswith("#")
     }
     assert names - known == set()
+
+
+def test_alert_rules_use_only_metrics_castbridge_exports() -> None:
+    """Every castbridge metric named in the Prometheus rules exists (a renamed metric would
+    silently turn an alert off), and every alert has a runbook entry in docs/operations.md."""
+    from prometheus_client import Counter, Histogram
+    from prometheus_client.metrics import MetricWrapperBase
+
+    from castbridge import metrics
+
+    exported: set[str] = set()
+    for value in vars(metrics).values():
+        if not isinstance(value, MetricWrapperBase):
+            continue
+        name = value._name
+        if isinstance(value, Counter):
+            exported.add(f"{name}_total")
+        elif isinstance(value, Histogram):
+            exported |= {f"{name}_bucket", f"{name}_count", f"{name}_sum"}
+        else:
+            exported.add(name)
+    rules = (ROOT / "deploy" / "prometheus" / "castbridge-rules.yml").read_text()
+    used = set(re.findall(r"\bcastbridge_[a-z_]+", rules))
+    assert used, "no metric found in the rules"
+    assert used - exported == set()
+    operations = (ROOT / "docs" / "operations.md").read_text().lower()
+    for anchor in re.findall(r"runbook: docs/operations\.md#([a-z-]+)", rules):
+        assert f"### {anchor.replace('-', ' ')}" in operations, anchor
