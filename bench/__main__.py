@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     if args.render:
         DOC.write_text(report.render(json.loads(LATEST.read_text())))
+        _keep_scaleout_section()
         print(f"wrote {DOC.relative_to(harness.ROOT)}")
         return 0
     names = args.only or list(BENCHMARKS)
@@ -111,8 +112,18 @@ def main(argv: list[str] | None = None) -> int:
     if full and args.output is None:
         DOC.parent.mkdir(parents=True, exist_ok=True)
         DOC.write_text(report.render(suite))
+        _keep_scaleout_section()
         print(f"wrote {DOC.relative_to(harness.ROOT)}")
     return 0
+
+
+def _keep_scaleout_section() -> None:
+    """The scale-out figures come from their own run (`python -m bench.scaleout`): a re-render
+    of the suite's page carries them over instead of dropping them."""
+    from bench import scaleout
+
+    if scaleout.RESULT.exists():
+        scaleout.write_section(json.loads(scaleout.RESULT.read_text()))
 
 
 if __name__ == "__main__":
