@@ -178,18 +178,26 @@ async def one_run(messages: int, *, workers: int, database_url: str | None) -> d
     }
 
 
+async def _watched(messages: int, workers: int, database_url: str | None) -> dict[str, Any]:
+    """One run, with the CPU the rest of the machine used meanwhile (it lowers the figures)."""
+    watch = harness.LoadWatch().start()
+    figures = await one_run(messages, workers=workers, database_url=database_url)
+    figures["background_cores_busy"] = watch.stop()["background_cores_busy"]
+    print(_line(figures), flush=True)
+    return figures
+
+
 async def run(messages: int, workers: list[int]) -> dict[str, Any]:
-    runs = [await one_run(messages, workers=1, database_url=None)]
-    print(_line(runs[-1]), flush=True)
+    machine = harness.machine_info()
+    runs = [await _watched(messages, 1, None)]
     for count in workers:
         async with _postgres_database() as url:
-            runs.append(await one_run(messages, workers=count, database_url=url))
-        print(_line(runs[-1]), flush=True)
+            runs.append(await _watched(messages, count, url))
     return {
         "command": f"uv run python -m bench.scaleout --messages {messages} "
         f"--workers {','.join(map(str, workers))}",
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": harness.machine_info(),
+        "machine": machine,
         "locations": LOCATIONS,
         "runs": runs,
     }
@@ -215,7 +223,7 @@ def section(result: dict[str, Any]) -> str:
         f"{r['completed']}/{r.get('acknowledged', r['messages'])}/{r['messages']} | "
         f"{r['seconds']} s | {r['messages_per_s']} | "
         f"{r['castbridge_cpu_ms_per_message']} ms | {r['sql_statements_per_message']} | "
-        f"{r['rate_limited_429']} |"
+        f"{r['rate_limited_429']} | {r.get('background_cores_busy', '?')} |"
         for r in result["runs"]
     ]
     return "\n".join(
@@ -230,11 +238,14 @@ def section(result: dict[str, Any]) -> str:
             "locations, Cast and HighLevel limits lifted (castbridge's HighLevel pace at its "
             "maximum of 10 requests/s per location), sandboxes in their own process. CPU is "
             "that of every castbridge process together; SQL statements are castbridge's own "
-            "count (`castbridge_db_statements_total`) over all of them.",
+            "count (`castbridge_db_statements_total`) over all of them; PostgreSQL's own CPU "
+            "is not in the CPU column. The last column is the CPU the rest of the machine "
+            "(other work, not this benchmark) used meanwhile: the larger it is, the lower and "
+            "noisier the row.",
             "",
             "| database | processes | final / acknowledged / posted | webhook to last final "
-            "| msg/s | CPU / message | SQL / message | 429s |",
-            "|---|---|---|---|---|---|---|---|",
+            "| msg/s | CPU / message | SQL / message | 429s | other processes' cores busy |",
+            "|---|---|---|---|---|---|---|---|---|",
             *rows,
             "",
             "On this 2-core machine the processes compete for the same two cores as the "
