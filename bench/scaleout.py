@@ -248,13 +248,35 @@ def section(result: dict[str, Any]) -> str:
             "|---|---|---|---|---|---|---|---|---|",
             *rows,
             "",
+            *_reading(result["runs"]),
             "On this 2-core machine the processes compete for the same two cores as the "
             "sandboxes and the load generator, so more worker processes cannot add cores: the "
             "figures show what PostgreSQL and the extra processes cost, not what a larger host "
-            "would gain. On separate hosts each worker brings its own core.",
+            "would gain; scaling on more cores was not measured here.",
             END,
         ]
     )
+
+
+def _reading(runs: list[dict[str, Any]]) -> list[str]:
+    sqlite = next((r for r in runs if r["database"] == "sqlite"), None)
+    pg = sorted(
+        (r for r in runs if r["database"] == "postgresql"), key=lambda r: r["worker_processes"]
+    )
+    if sqlite is None or not pg or not sqlite["messages_per_s"]:
+        return []
+    first, last = pg[0], pg[-1]
+    return [
+        f"One worker on PostgreSQL moved {first['messages_per_s'] / sqlite['messages_per_s']:.0%} "
+        f"of the SQLite process's rate. From {first['worker_processes']} to "
+        f"{last['worker_processes']} worker processes, CPU per message went from "
+        f"{first['castbridge_cpu_ms_per_message']} to {last['castbridge_cpu_ms_per_message']} ms "
+        f"and SQL statements from {first['sql_statements_per_message']} to "
+        f"{last['sql_statements_per_message']}: every process adds its own wake-ups, claims and "
+        "heartbeats, and all of them take tokens from the same rate-limit rows in the database "
+        "(not profiled further here).",
+        "",
+    ]
 
 
 def write_section(result: dict[str, Any]) -> None:
