@@ -116,3 +116,50 @@ async def test_worker_wakes_on_work_queued_by_another_process(
             worker.stop()
             await asyncio.wait_for(running, 30)
             await other.dispose()
+
+
+async def test_listener_reconnects_after_its_connection_is_killed(
+    settings: Settings, pg_url: str
+) -> None:
+    """PostgreSQL ends the LISTEN connection (a failover, an idle-connection killer): the
+    listener says it is not listening (the worker polls meanwhile), reconnects, looks at every
+    lane once, and hears notifications again."""
+    from sqlalchemy import text
+
+    async with open_resources(
+        settings.model_copy(update={"database_url": pg_url}), with_worker=False
+    ) as res:
+        heard: list[str | None] = []
+        dsn = res.store.listen_dsn()
+        assert dsn is not None
+        listener = JobListener(dsn, heard.append)
+        task = asyncio.create_task(listener.run())
+        try:
+            await _listening(listener)
+            assert heard == [None]  # the look at every lane after connecting
+            async with res.store.write() as session:
+                killed = (
+                    await session.execute(
+                        text(
+                            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                            "WHERE query LIKE 'LISTEN%' AND pid <> pg_backend_pid()"
+                        )
+                    )
+                ).all()
+            assert len(killed) == 1
+            deadline = time.monotonic() + 5
+            while listener.listening:
+                assert time.monotonic() < deadline, "the lost connection went unnoticed"
+                await asyncio.sleep(0.02)
+            await _listening(listener)
+            assert heard == [None, None]
+            async with res.store.write() as session:
+                await jobs.enqueue(session, _probe())
+            deadline = time.monotonic() + 5
+            while "admin" not in heard:
+                assert time.monotonic() < deadline, heard
+                await asyncio.sleep(0.02)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
