@@ -229,6 +229,14 @@ class Settings(BaseSettings):
     settings_frame_ancestors: str | None = Field(
         None, validation_alias=_env("CASTBRIDGE_SETTINGS_FRAME_ANCESTORS")
     )
+    # How long a settings-page session lasts before the page re-runs the HighLevel handshake.
+    settings_session_seconds: float = Field(
+        900.0, gt=0, le=86400, validation_alias=_env("CASTBRIDGE_SETTINGS_SESSION_SECONDS")
+    )
+    # Settings-page API calls per minute per session (and per client address for /app/session).
+    settings_rate_limit_per_minute: int = Field(
+        120, ge=1, validation_alias=_env("CASTBRIDGE_SETTINGS_RATE_LIMIT_PER_MINUTE")
+    )
     # Bearer token protecting /metrics, /readyz details and /docs; unset: they are open.
     admin_token: SecretStr | None = Field(None, validation_alias=_env("CASTBRIDGE_ADMIN_TOKEN"))
     # Which env file gateway defaults are read from as well (the settings' own, `.env`).

@@ -218,6 +218,7 @@ class GHLSandbox:
         # the caller: it must look for its altId before adding again, ghl.md §9).
         self.fail_after_inbound_next = 0
         self.not_downstreamed_seconds = cfg.not_downstreamed_seconds
+        self.custom_page_url = cfg.custom_page_url
         # Directory.
         self.locations: dict[str, SandboxLocation] = {}
         for location_id in cfg.location_ids:
