@@ -473,11 +473,15 @@ async def agency_page(resources: Resources, session: Session) -> list[dict[str, 
             assert info.location_id is not None
             setup = await accounts.load_setup(db, resources.settings, info.location_id)
             day = summarise(outcomes.get(info.location_id, []), now, days=1)
-            gateway = setup.account.gateway if setup.account else None
+            label = "not set up"
+            if setup.account is not None:
+                label = spec(setup.account.gateway).capabilities.label
+                if setup.account.origin == "env":
+                    label += " (default account)"
             rows.append(
                 {
                     "location_id": info.location_id,
-                    "gateway": spec(gateway).capabilities.label if gateway else "not set up",
+                    "gateway": label,
                     "state": info.state
                     if setup.account is None or setup.account.state == "active"
                     else f"{info.state}, account {setup.account.state}",
