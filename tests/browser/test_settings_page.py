@@ -9,10 +9,11 @@ import shutil
 from pathlib import Path
 from urllib.parse import urlencode
 
-from playwright.async_api import Browser, FrameLocator, Page, expect
+from playwright.async_api import Browser, FrameLocator, Page, Response, expect
 
 from castbridge.sandbox.cast import DEFAULT_API_KEY, DEFAULT_SENDER_ID
 from castbridge.sandbox.ghl import GHLSandboxConfig
+from castbridge.sandbox.ghl.custom_page import USERS
 from castbridge.sandbox.stack import Stack, run_stack
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -20,9 +21,21 @@ AGENCY = ["sbxLocationAgency001", "sbxLocationAgency002"]
 
 
 async def _open(
-    browser: Browser, stack: Stack, *, height: int = 1900, **query: str
+    browser: Browser,
+    stack: Stack,
+    *,
+    height: int = 1900,
+    answers: list[Response] | None = None,
+    **query: str,
 ) -> tuple[Page, FrameLocator]:
     page = await browser.new_page(viewport={"width": 1100, "height": height})
+    if answers is not None:
+        keep = answers
+
+        def remember(response: Response) -> None:
+            keep.append(response)
+
+        page.on("response", remember)
     await page.goto(f"{stack.custom_page_url}/view?{urlencode(query)}")
     return page, page.frame_locator("#custom-page")
 
@@ -45,8 +58,9 @@ async def test_an_admin_configures_a_gateway_and_sees_the_test_sms_delivered(
         await stack.ghl.send_delivery_webhook(
             stack.delivery_url, phone="+639171234567", message="a"
         )
+        answers: list[Response] = []
         page, frame = await _open(
-            browser, stack, role="admin", context="location", location=location
+            browser, stack, answers=answers, role="admin", context="location", location=location
         )
         await expect(frame.get_by_text("Ada Admin · admin")).to_be_visible(timeout=15_000)
         await frame.get_by_label("Gateway", exact=True).select_option(label="Cast.ph")
@@ -76,6 +90,32 @@ async def test_an_admin_configures_a_gateway_and_sees_the_test_sms_delivered(
         assert DEFAULT_API_KEY not in content
         await expect(frame.locator("#balance")).to_contain_text("credits")
         await _screenshot(page, tmp_path, "settings-location.png")
+        await _nothing_secret(stack, answers)
+
+
+async def _nothing_secret(stack: Stack, answers: list[Response]) -> None:
+    """Every JSON answer castbridge gave the page: no key, token, secret or context id."""
+    user_id, _name, email = USERS["admin"]
+    secrets = {
+        DEFAULT_API_KEY,
+        *(stack.gateway_keys or {}).values(),
+        stack.ghl.config.sso_key,
+        *stack.ghl.access_tokens,
+        *stack.ghl.refresh_tokens,
+        user_id,
+        email,
+        stack.ghl.config.company_id,
+    }
+    checked = 0
+    for answer in answers:
+        content_type = answer.headers.get("content-type", "")
+        if not answer.url.startswith(stack.url) or "json" not in content_type:
+            continue
+        text = await answer.text()
+        checked += 1
+        for secret in secrets:
+            assert secret not in text, (answer.url, secret[:10])
+    assert checked >= 6
 
 
 async def test_a_user_gets_the_read_only_view(browser: Browser, tmp_path: Path) -> None:
