@@ -79,8 +79,9 @@ def summarise(outcomes: Sequence[Outcome], now: datetime, *, days: int = 7) -> H
         if kind is None:
             continue
         bucket = counts.get(outcome.created_at.date())
-        if bucket is not None:
-            bucket[kind] += 1
+        if bucket is None:
+            continue  # outside the window: neither charted nor in the rates
+        bucket[kind] += 1
         if outcome.phone_hash:
             recipients.add(outcome.phone_hash)
         if kind == "delivered" and outcome.finished_at is not None:
