@@ -4,6 +4,7 @@ view for a `user`, the agency view, and the message shown when HighLevel never a
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 from pathlib import Path
@@ -187,3 +188,27 @@ async def test_without_an_answer_from_highlevel_the_page_says_why(
         )
         await page.close()
         await direct.close()
+
+
+async def test_an_expired_session_is_renewed_by_a_new_handshake(
+    browser: Browser, tmp_path: Path
+) -> None:
+    """On a 401 the page asks HighLevel again once and retries: the user never sees it."""
+    async with run_stack(tmp_path / "stack", settings_session_seconds=2) as stack:
+        await stack.install()
+        location = stack.ghl.default_location()
+        await stack.use_gateway(location, "cast")
+        answers: list[Response] = []
+        page, frame = await _open(
+            browser, stack, answers=answers, role="admin", context="location", location=location
+        )
+        await expect(frame.get_by_label("Sender ID", exact=True)).to_be_enabled(timeout=15_000)
+        await asyncio.sleep(2.5)
+        await frame.get_by_label("Sender ID", exact=True).fill("CASTBRIDGE")
+        await frame.get_by_role("button", name="Save", exact=True).click()
+        await expect(frame.locator("#config-result")).to_have_text("Saved.", timeout=15_000)
+        statuses = [(a.url.split("/app/", 1)[-1], a.status) for a in answers if "/app/" in a.url]
+        assert ("api/config", 401) in statuses
+        assert statuses.count(("session", 200)) == 2
+        assert ("api/config", 200) in statuses
+        await page.close()
