@@ -50,7 +50,7 @@ def _page(**overrides: object) -> LocationPage:
         "read_only": False,
         "install_state": "active",
         "install_reason": None,
-        "account": {"state": "active", "reason": ""},
+        "account": {"state": "active", "reason": "", "own": True},
         "gateways": [],
         "sender_ids": [],
         "webhook": None,

@@ -107,6 +107,8 @@ async def test_an_admin_configures_a_key_checked_live_and_sends_a_test_sms(tmp_p
             assert unknown.status_code == 422
             bad_country = await page.call("POST", "/app/api/config", {"country": "PHL"})
             assert bad_country.status_code == 422
+            on_default = (await page.call("GET", "/app/api/view")).json()["html"]
+            assert 'id="balance">managed by your agency' in on_default
             saved = await page.call(
                 "POST",
                 "/app/api/config",

@@ -262,7 +262,8 @@ async def location_page(resources: Resources, session: Session) -> LocationPage:
                 "label": caps.label,
             }
         key_problem, balance, sender_ids = await _live_checks(resources, row)
-        balance_text = _balance_text(balance)
+        # The operator's default account is shared: its balance is not the sub-account's to see.
+        balance_text = _balance_text(balance) if account["own"] else "managed by your agency"
         if balance is not None:
             credits_empty = balance.amount <= 0
         elif key_problem is not None and key_problem.startswith("credits:"):
@@ -401,7 +402,15 @@ def diagnose(page: LocationPage, *, credits_empty: bool | None, earlier: int) ->
             )
         )
     elif page.account is not None and credits_empty is False:
-        found.append(Diagnosis("Credits", True, f"Credits left: {page.balance}."))
+        found.append(
+            Diagnosis(
+                "Credits",
+                True,
+                f"Credits left: {page.balance}."
+                if page.account.get("own")
+                else "The agency's default account has credits.",
+            )
+        )
     else:
         found.append(Diagnosis("Credits", None, "The balance could not be read."))
     if page.account is not None and page.account["state"] == "paused":
