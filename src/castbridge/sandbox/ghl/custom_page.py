@@ -116,7 +116,8 @@ async def index(request: Request) -> HTMLResponse:
     """Choose a sandbox user and context to open castbridge's Custom Page as."""
     sandbox = sandbox_of(request)
     main = (
-        '<div class="bar">Open the castbridge menu item as one of these users:</div>'
+        '<div class="bar">Open the castbridge menu item as one of these users (install '
+        "castbridge into the sub-account first: castbridge's /oauth/install):</div>"
         f'<div style="padding:1rem">{_links(sandbox)}</div>'
     )
     return HTMLResponse(_PAGE.format(title="Custom Page", nav="castbridge", main=main, script=""))
