@@ -157,6 +157,13 @@ async def test_an_admin_configures_a_key_checked_live_and_sends_a_test_sms(tmp_p
             assert invalid.json()["error"].startswith("Test number:")
             forged = await page.call("POST", "/app/api/test-sms/status", {"handle": "forged"})
             assert forged.status_code == 404
+            # Test messages spend the sub-account's credits: a few a minute, then 429.
+            for _ in range(5):
+                again = await page.call("POST", "/app/api/test-sms", {"to": "09171234567"})
+                if again.status_code == 429:
+                    break
+            assert again.status_code == 429
+            assert int(again.headers["retry-after"]) >= 1
 
 
 async def test_a_user_sees_the_page_read_only(tmp_path: Path) -> None:

@@ -113,8 +113,12 @@ async def sealer_of(request: Request) -> Sealer:
     return sealer
 
 
-async def _limit(request: Request, key: str) -> None:
-    per_minute = resources_of(request).settings.settings_rate_limit_per_minute
+# Test messages cost the sub-account's credits: a few a minute is plenty for a person.
+TEST_SMS_PER_MINUTE = 6
+
+
+async def _limit(request: Request, key: str, per_minute: int | None = None) -> None:
+    per_minute = per_minute or resources_of(request).settings.settings_rate_limit_per_minute
     limit = Limit(per_minute / 60.0, max(1.0, per_minute / 2.0))
     try:
         await resources_of(request).pacer.take(f"settings:{key}", limit)
@@ -263,6 +267,8 @@ async def resume(request: Request, session: Session = Depends(current_session)) 
 
 @router.post("/api/test-sms")
 async def send_test_sms(request: Request, session: Session = Depends(current_session)) -> Response:
+    if not session.read_only:
+        await _limit(request, f"test:{session.location_id}", TEST_SMS_PER_MINUTE)
     form = await _form(request)
     try:
         answer = await service.send_test(
