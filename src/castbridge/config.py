@@ -10,11 +10,11 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # What an SMS provider needs (ghl.md §7), agency scopes included so bulk installs can mint
-# location tokens.
+# location tokens; users.readonly lets the settings page confirm its user with HighLevel.
 DEFAULT_GHL_SCOPES = (
     "conversations/message.write conversations/message.readonly conversations.readonly "
     "conversations.write contacts.readonly contacts.write oauth.readonly oauth.write "
-    "locations.readonly"
+    "locations.readonly users.readonly"
 )
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx2
 
+from castbridge.sandbox.ghl.custom_page import USERS
 from castbridge.sandbox.stack import Stack
 from tests.support.sso import context_payload
 
@@ -18,14 +19,16 @@ OTHER_LOCATION = "sbxOtherLocation0001"
 def payload_for(
     stack: Stack, role: str = "admin", location: str | None = "default", **extra: Any
 ) -> str:
-    """An encrypted context for the sandbox company, made by OpenSSL."""
+    """An encrypted context for a sandbox user (the ids HighLevel's `GET /users` knows), made by
+    OpenSSL."""
+    user_id, name, email = USERS.get(role, USERS["user"])
     fields: dict[str, Any] = {
-        "userId": f"user-{role}-7731",
+        "userId": user_id,
         "companyId": stack.ghl.config.company_id,
         "role": role,
         "type": "agency",
-        "userName": f"Test {role.title()}",
-        "email": f"{role}.person@example.test",
+        "userName": name,
+        "email": email,
     }
     if location is not None:
         fields["activeLocation"] = (

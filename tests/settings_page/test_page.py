@@ -312,8 +312,8 @@ async def test_nothing_secret_reaches_the_browser(tmp_path: Path) -> None:
             stack.ghl.config.client_secret,
             *stack.ghl.access_tokens,
             *stack.ghl.refresh_tokens,
-            "user-admin-7731",
-            "admin.person@example.test",
+            "sbxUserAdmin00000001",
+            "ada.admin@sandbox.test",
             stack.ghl.config.company_id,
         }
         assert stack.settings.secret_keys is not None

@@ -27,7 +27,7 @@ async def test_a_valid_payload_gets_a_session_and_nothing_of_the_context(tmp_pat
             assert response.status_code == 200
             body = response.json()
             assert body["session"] == {
-                "userName": "Test Admin",
+                "userName": "Ada Admin",
                 "role": "admin",
                 "readOnly": False,
                 "view": "location",
@@ -36,14 +36,14 @@ async def test_a_valid_payload_gets_a_session_and_nothing_of_the_context(tmp_pat
             }
             assert 0 < body["expiresIn"] <= 900
             for leaked in (
-                "user-admin-7731",
-                "admin.person@example.test",
+                "sbxUserAdmin00000001",
+                "ada.admin@sandbox.test",
                 stack.ghl.config.company_id,
             ):
                 assert leaked not in response.text
             # The token is opaque: nothing of the context can be read out of it.
             token = body["token"]
-            assert "user-admin" not in base64.urlsafe_b64decode(token + "==").decode("latin-1")
+            assert "sbxUserAdmin" not in base64.urlsafe_b64decode(token + "==").decode("latin-1")
             cookie = response.headers["set-cookie"]
             for part in ("HttpOnly", "Secure", "SameSite=none", "Path=/app"):
                 assert part.lower() in cookie.lower()

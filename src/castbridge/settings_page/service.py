@@ -28,6 +28,7 @@ from castbridge.gateways.base import (
 )
 from castbridge.gateways.directory import AccountUnusable
 from castbridge.gateways.registry import SPECS, UnknownGateway, spec
+from castbridge.ghl.errors import GHLError
 from castbridge.ghl.sso import UserContext
 from castbridge.logging import get_logger, mask_phone, scrub_text
 from castbridge.settings_page.health import Health, chart_svg, summarise
@@ -49,6 +50,11 @@ TEST_TEXT = "castbridge test message: your SMS gateway is connected to HighLevel
 SENDER_RE = re.compile(r"^[A-Za-z0-9 +.\-]{1,15}$")
 COUNTRY_RE = re.compile(r"^[A-Za-z]{2}$")
 SERVED_STATES = ("active", "paused", "needs_reinstall", "pending")
+USERS_SCOPE = "users.readonly"
+NOT_CONFIRMED = (
+    "HighLevel does not confirm that your user may open this sub-account. Reopen this page from "
+    "the castbridge menu inside HighLevel, or ask an admin for access."
+)
 
 
 class Refused(Exception):
@@ -80,33 +86,75 @@ async def grant(
     """A session for a verified user: in a sub-account only if it is installed under the same
     company; in the agency view only if the company has castbridge installed somewhere."""
     ttl = resources.settings.settings_session_seconds
+    info: InstallationInfo | None = None
     async with resources.store.read() as db:
         if context.active_location is not None:
             info = await installations.get_installation(db, context.active_location)
-            if not _served(info, context.company_id):
+            if info is None or not _served(info, context.company_id):
                 raise Refused(
                     401,
                     "castbridge is not installed in this sub-account. Install the castbridge app "
                     "in this sub-account from the HighLevel Marketplace, then reopen this page.",
                 )
-            location_id: str | None = context.active_location
-        else:
-            if not await company_locations(resources, context.company_id, db=db):
-                raise Refused(
-                    401,
-                    "castbridge is not installed in any sub-account of this agency. Install it "
-                    "from the HighLevel Marketplace, then reopen this page.",
-                )
-            location_id = None
+        elif not await company_locations(resources, context.company_id, db=db):
+            raise Refused(
+                401,
+                "castbridge is not installed in any sub-account of this agency. Install it "
+                "from the HighLevel Marketplace, then reopen this page.",
+            )
+    location_id = context.active_location
+    if info is not None and location_id is not None:
+        can_edit = await confirmed_editor(
+            resources, info, context.user_id, location_id, payload_admin=context.can_edit
+        )
+    else:
+        # No location token to ask HighLevel with: the agency list is read-only data, and
+        # opening a sub-account from it is confirmed then (`open_location`).
+        can_edit = context.can_edit
     session = Session(
         company_id=context.company_id,
         location_id=location_id,
-        can_edit=context.can_edit,
+        can_edit=can_edit,
         user_name=context.user_name,
         subject=subject_of(context),
         expires_at=sealer.now() + ttl,
+        user_id=context.user_id,
     )
     return session, public_view(session)
+
+
+async def confirmed_editor(
+    resources: Resources,
+    info: InstallationInfo,
+    user_id: str,
+    location_id: str,
+    *,
+    payload_admin: bool,
+    agency_only: bool = False,
+) -> bool:
+    """May this user edit? The payload has no MAC or expiry, so where the installation granted
+    `users.readonly` HighLevel's own user record decides (ghl.md §13): the user must reach the
+    location (an agency user, or the location in `roles.locationIds`), and edits need the
+    payload's admin role and HighLevel's (`roles.role` admin or `settingsEnabled`). Refused
+    when HighLevel denies the user; 503 when it cannot answer now (fail closed)."""
+    if USERS_SCOPE not in (info.scope or "").split():
+        return payload_admin
+    try:
+        user = await asyncio.wait_for(
+            resources.ghl.get_user(location_id, user_id), GATEWAY_CALL_SECONDS
+        )
+    except (TimeoutError, GHLError) as exc:
+        if isinstance(exc, TimeoutError) or exc.retryable:
+            raise Refused(
+                503, "HighLevel could not confirm your user just now; reopen the page in a minute."
+            ) from None
+        log.info("settings_user_not_confirmed", location_id=location_id, status=exc.status_code)
+        raise Refused(401, NOT_CONFIRMED) from None
+    roles = user.roles
+    reaches = roles.type == "agency" or location_id in roles.location_ids
+    if user.id != user_id or not reaches or (agency_only and roles.type != "agency"):
+        raise Refused(401 if not agency_only else 403, NOT_CONFIRMED)
+    return payload_admin and (roles.role == "admin" or user.settings_enabled)
 
 
 def public_view(session: Session) -> dict[str, Any]:
@@ -145,16 +193,20 @@ async def open_location(
         raise Refused(403, "Only an agency admin can open a sub-account from the agency view.")
     async with resources.store.read() as db:
         info = await installations.get_installation(db, location_id)
-    if not _served(info, session.company_id):
+    if info is None or not _served(info, session.company_id):
         raise Refused(404, "That sub-account has no castbridge installation in this agency.")
+    can_edit = await confirmed_editor(
+        resources, info, session.user_id, location_id, payload_admin=True, agency_only=True
+    )
     opened = Session(
         company_id=session.company_id,
         location_id=location_id,
-        can_edit=True,
+        can_edit=can_edit,
         user_name=session.user_name,
         subject=session.subject,
         expires_at=session.expires_at,
         agency=True,
+        user_id=session.user_id,
     )
     return opened, public_view(opened)
 

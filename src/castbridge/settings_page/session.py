@@ -35,6 +35,8 @@ class Session:
     subject: str  # a stable, non-identifying handle for rate limits and audit (hashed user id)
     expires_at: float  # epoch seconds
     agency: bool = False  # opened from the agency view (an agency admin chose this location)
+    # HighLevel's user id, to confirm the user again with HighLevel (sealed: never readable).
+    user_id: str = ""
 
     @property
     def read_only(self) -> bool:
@@ -65,6 +67,7 @@ class Sealer:
                 subject=str(body["subject"]),
                 expires_at=float(body["expires_at"]),
                 agency=bool(body.get("agency", False)),
+                user_id=str(body.get("user_id", "")),
             )
         except (KeyError, TypeError, ValueError):
             raise SessionError("malformed session") from None

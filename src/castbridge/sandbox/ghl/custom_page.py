@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from castbridge.sandbox.ghl.common import sandbox_of
+from castbridge.sandbox.ghl.common import error, location_grant, reply, sandbox_of
 from castbridge.sandbox.ghl.state import GHLSandbox
 
 router = APIRouter()
@@ -176,3 +176,42 @@ async def payload(
     return JSONResponse(
         {"payload": encrypted_context(sandbox_of(request), role, context, location)}
     )
+
+
+def user_record(sandbox: GHLSandbox, role: Role) -> dict[str, Any]:
+    """The sandbox user as `GET /users/{userId}` describes it: the admin is an agency admin,
+    the user a sub-account user; both see every location of the sandbox company."""
+    user_id, name, email = USERS[role]
+    record: dict[str, Any] = {
+        "id": user_id,
+        "name": name,
+        "email": email,
+        "roles": {
+            "type": "agency" if role == "admin" else "account",
+            "role": role,
+            "locationIds": [
+                loc.id
+                for loc in sandbox.locations.values()
+                if loc.company_id == sandbox.config.company_id
+            ],
+            "restrictSubAccount": False,
+        },
+        "permissions": {"settingsEnabled": role == "admin", "conversationsEnabled": True},
+    }
+    for key, value in sandbox.user_overrides.get(user_id, {}).items():
+        if isinstance(value, dict) and isinstance(record.get(key), dict):
+            record[key] = {**record[key], **value}
+        else:
+            record[key] = value
+    return record
+
+
+@router.get("/users/{user_id}", include_in_schema=False)
+async def get_user(user_id: str, request: Request) -> JSONResponse:
+    """HighLevel's `GET /users/{userId}` (Version 2021-07-28) for the sandbox users."""
+    sandbox = sandbox_of(request)
+    grant = location_grant(request)
+    for role, (known_id, _name, _email) in USERS.items():
+        if known_id == user_id and grant.company_id == sandbox.config.company_id:
+            return reply(200, user_record(sandbox, role))  # type: ignore[arg-type]
+    raise error(400, "User not found", error_name="Bad Request")
