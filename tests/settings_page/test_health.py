@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from castbridge.settings_page.health import chart_svg, summarise
-from castbridge.settings_page.service import LocationPage, diagnose
+from castbridge.settings_page.views import LocationPage, diagnose
 from castbridge.store.health import Outcome
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)

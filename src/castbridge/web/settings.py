@@ -22,7 +22,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from castbridge.ghl.sso import SSOError, decrypt_user_context
 from castbridge.limits import Limit, Throttled
 from castbridge.logging import get_logger
-from castbridge.settings_page import service
+from castbridge.settings_page import service, views
 from castbridge.settings_page.session import SESSION_KEY_NAME, Sealer, Session, SessionError
 from castbridge.store import keyring
 from castbridge.web._body import parse_json_object, read_limited
@@ -236,10 +236,10 @@ async def view(request: Request, session: Session = Depends(current_session)) ->
     """The page's body, rendered on the server (location or agency view)."""
     resources = resources_of(request)
     if session.location_id is None:
-        rows = await service.agency_page(resources, session)
+        rows = await views.agency_page(resources, session)
         html = render("agency.html", rows=rows, session=session)
     else:
-        page = await service.location_page(resources, session)
+        page = await views.location_page(resources, session)
         html = render("location.html", page=page, session=session)
     return JSONResponse(
         {"html": html, "session": service.public_view(session)},
