@@ -352,8 +352,11 @@ async def test_replies_on_the_default_account_follow_the_last_sender_or_are_park
         (row,) = await parked()
         assert row["location"] == ""
         assert not inbound(s, other)
-        replayed = await cli(s.settings, "inbound", "retry", str(row["id"]), "--location", other)
+        replayed = await cli(
+            s.settings, "inbound", "retry", str(row["id"]), "--location", other, "--json"
+        )
         assert replayed.exit_code == 0, replayed.output
+        assert json.loads(replayed.stdout) == {"id": row["id"], "queued": True, "location": other}
         assert await wait_for(lambda: bool(inbound(s, other, "Quem é?")), within=20)
         shown = json.loads(
             (await cli(s.settings, "inbound", "show", str(row["id"]), "--json")).stdout
