@@ -205,6 +205,11 @@ class Settings(BaseSettings):
     inbound_poll_max_pages: int = Field(
         40, ge=1, le=1000, validation_alias=_env("CASTBRIDGE_INBOUND_POLL_MAX_PAGES")
     )
+    # How often each account whose gateway lists its opt-outs (Cast's unsubscribe list,
+    # Cellcast getOptout) is synced into castbridge's own suppression.
+    optout_sync_seconds: float = Field(
+        3600.0, gt=0, validation_alias=_env("CASTBRIDGE_OPTOUT_SYNC_SECONDS")
+    )
     # Attempts to hand a reply to HighLevel before it is parked as dead (replayable).
     inbound_max_attempts: int = Field(
         12, ge=1, validation_alias=_env("CASTBRIDGE_INBOUND_MAX_ATTEMPTS")
