@@ -166,6 +166,34 @@ async def test_an_admin_configures_a_key_checked_live_and_sends_a_test_sms(tmp_p
             assert int(again.headers["retry-after"]) >= 1
 
 
+async def test_a_test_sms_to_an_opted_out_number_is_refused(tmp_path: Path) -> None:
+    """The test SMS honours STOP like every other message: a number that opted out of this
+    sub-account gets nothing, and the page says why."""
+    from tests.support.cli import cli
+
+    async with run_stack(tmp_path) as stack:
+        await stack.install()
+        location = stack.ghl.default_location()
+        numbers = tmp_path / "optouts.txt"
+        numbers.write_text("+639171234567\n")
+        imported = await cli(
+            stack.settings, "optouts", "import", str(numbers), "--location", location
+        )
+        assert imported.exit_code == 0, imported.output
+        async with httpx2.AsyncClient(base_url=stack.url, timeout=30) as http:
+            page = await _logged_in(stack, http)
+            saved = await page.call(
+                "POST",
+                "/app/api/config",
+                {"gateway": "cast", "api_key": DEFAULT_API_KEY, "sender_id": DEFAULT_SENDER_ID},
+            )
+            assert saved.status_code == 200, saved.text
+            refused = await page.call("POST", "/app/api/test-sms", {"to": "0917 123 4567"})
+            assert refused.status_code == 409
+            assert "opted out" in refused.json()["error"]
+        assert stack.cast.messages == {}
+
+
 async def test_a_user_sees_the_page_read_only(tmp_path: Path) -> None:
     async with run_stack(tmp_path) as stack:
         await stack.install()

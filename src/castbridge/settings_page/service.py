@@ -25,11 +25,13 @@ from castbridge.gateways.directory import AccountUnusable
 from castbridge.gateways.registry import UnknownGateway, spec
 from castbridge.ghl.errors import GHLError
 from castbridge.ghl.sso import UserContext
+from castbridge.inbound.optouts import refusal_text
 from castbridge.logging import get_logger, scrub_text
 from castbridge.settings_page.session import Sealer, Session, SessionError
 from castbridge.sms.phone import InvalidNumber, normalize
 from castbridge.store import accounts as account_store
 from castbridge.store import events, installations
+from castbridge.store import optouts as optout_store
 from castbridge.store.installations import InstallationInfo
 from castbridge.store.models import GatewayAccount
 
@@ -328,6 +330,11 @@ async def send_test(
         e164 = normalize(to, region)
     except InvalidNumber as exc:
         raise Refused(422, f"Test number: {exc.reason}") from None
+    async with resources.store.read() as db:
+        opted_out = await optout_store.active(db, location_id, resources.vault.hash(e164))
+    if opted_out is not None:
+        # A test is still a message to that person: STOP holds for it like for any other.
+        raise Refused(409, f"Test number: {refusal_text(opted_out)}")
     channel = setup.channel or row.channel
     try:
         gateway = resources.gateways.gateway(row)
