@@ -348,6 +348,10 @@ async def configure_location(
             from castbridge.inbound.poll import poll_job
 
             await jobs.enqueue(session, poll_job(row.id))
+        if caps.optout_list:
+            from castbridge.inbound.optout_sync import sync_job
+
+            await jobs.enqueue(session, sync_job(row.id))
         account_id, token = row.id, row.webhook_token
     registered: list[str] = []
     if caps.webhook_setup == "registered" and settings.public_url:

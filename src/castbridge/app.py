@@ -76,11 +76,13 @@ def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI
         return JSONResponse({"error": "temporarily unavailable, retry later"}, status_code=503)
 
     from castbridge.web import gateway_webhooks, ghl_webhooks, health, oauth
+    from castbridge.web import settings as settings_page
 
     app.include_router(health.router)
     app.include_router(ghl_webhooks.router)
     app.include_router(gateway_webhooks.router)
     app.include_router(oauth.router)
+    app.include_router(settings_page.router)
     app.add_middleware(EdgeMiddleware, settings=settings)
     from castbridge.web.request_id import RequestIdMiddleware
 

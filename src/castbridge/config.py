@@ -17,11 +17,11 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # What an SMS provider needs (ghl.md §7), agency scopes included so bulk installs can mint
-# location tokens.
+# location tokens; users.readonly lets the settings page confirm its user with HighLevel.
 DEFAULT_GHL_SCOPES = (
     "conversations/message.write conversations/message.readonly conversations.readonly "
     "conversations.write contacts.readonly contacts.write oauth.readonly oauth.write "
-    "locations.readonly"
+    "locations.readonly users.readonly"
 )
 
 
@@ -223,6 +223,11 @@ class Settings(BaseSettings):
     inbound_poll_max_pages: int = Field(
         40, ge=1, le=1000, validation_alias=_env("CASTBRIDGE_INBOUND_POLL_MAX_PAGES")
     )
+    # How often each account whose gateway lists its opt-outs (Cast's unsubscribe list,
+    # Cellcast getOptout) is synced into castbridge's own suppression.
+    optout_sync_seconds: float = Field(
+        3600.0, gt=0, validation_alias=_env("CASTBRIDGE_OPTOUT_SYNC_SECONDS")
+    )
     # Attempts to hand a reply to HighLevel before it is parked as dead (replayable).
     inbound_max_attempts: int = Field(
         12, ge=1, validation_alias=_env("CASTBRIDGE_INBOUND_MAX_ATTEMPTS")
@@ -246,6 +251,14 @@ class Settings(BaseSettings):
     # white-label agencies run HighLevel on their own domains (ghl.md §13).
     settings_frame_ancestors: str | None = Field(
         None, validation_alias=_env("CASTBRIDGE_SETTINGS_FRAME_ANCESTORS")
+    )
+    # How long a settings-page session lasts before the page re-runs the HighLevel handshake.
+    settings_session_seconds: float = Field(
+        900.0, gt=0, le=86400, validation_alias=_env("CASTBRIDGE_SETTINGS_SESSION_SECONDS")
+    )
+    # Settings-page API calls per minute per session (and per client address for /app/session).
+    settings_rate_limit_per_minute: int = Field(
+        120, ge=1, validation_alias=_env("CASTBRIDGE_SETTINGS_RATE_LIMIT_PER_MINUTE")
     )
     # Bearer token protecting /metrics, /readyz details and /docs; unset: they are open.
     admin_token: SecretStr | None = Field(None, validation_alias=_env("CASTBRIDGE_ADMIN_TOKEN"))

@@ -14,8 +14,10 @@ from rich.console import Console
 from rich.table import Table
 
 from castbridge.sandbox.cast import UNDELIVERABLE_NUMBER, CastSandboxConfig
+from castbridge.sandbox.castbrick import DEFAULT_API_KEY as CASTBRICK_KEY
 from castbridge.sandbox.castbrick import UNDELIVERABLE_NUMBER as AO_UNDELIVERABLE
 from castbridge.sandbox.castbrick import CastBrickSandboxConfig
+from castbridge.sandbox.cellcast import DEFAULT_API_KEY as CELLCAST_KEY
 from castbridge.sandbox.cellcast import UNDELIVERABLE_NUMBER as AU_UNDELIVERABLE
 from castbridge.sandbox.cellcast import CellcastSandboxConfig
 from castbridge.sandbox.ghl import GHLSandboxConfig
@@ -120,6 +122,30 @@ def build_cases() -> list[Case]:
     ]
 
 
+@dataclass(slots=True)
+class Conversation:
+    """A handset on a two-way gateway answers, then texts STOP; castbridge must show both in
+    HighLevel, set the contact's SMS DND, and refuse the next campaign to that number."""
+
+    gateway: str
+    phone: str  # E.164, as the gateway reports the sender
+    reply: str
+    stop_word: str
+    refused: Case | None = None
+    results: dict[str, str] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def location(self) -> str:
+        return LOCATIONS[self.gateway]
+
+
+CONVERSATIONS = (
+    ("castbrick", "+244923000101", "Sim, obrigado! Chego às 15h.", "PARAR"),
+    ("cellcast", "+61412345678", "Yes, 3pm works", "STOP"),
+)
+
+
 async def _post(stack: Stack, case: Case, http: httpx2.AsyncClient) -> None:
     case.posted_at = time.monotonic()
     result = await stack.ghl.send_delivery_webhook(
@@ -202,6 +228,11 @@ async def run_demo(console: Console, *, within: float = 90.0) -> bool:
             ok = await _wait(stack, cases, within)
             checks = await _check(stack, cases)
             _render(console, stack, cases, await _details(stack, cases))
+            conversations = [Conversation(*values) for values in CONVERSATIONS]
+            async with httpx2.AsyncClient(timeout=15.0) as http:
+                await asyncio.gather(*(_converse(stack, c, http) for c in conversations))
+            _render_two_way(console, conversations)
+            checks += [problem for c in conversations for problem in c.problems]
             elapsed = time.monotonic() - started
             for line in checks:
                 console.print(f"[red]✗[/red] {line}")
@@ -335,4 +366,87 @@ def _render(console: Console, stack: Stack, cases: list[Case], details: dict[str
         + f"; Cast answered 429 {snapshot['injected'].get('429', 0)} times (injected) and "
         f"{snapshot['rate_limited_429']} times (rate limit); "
         f"HighLevel 429s {sum(stack.ghl.rate_limited.values())}"
+    )
+
+
+def _inbound(stack: Stack, conversation: Conversation, text: str) -> list[Any]:
+    return [
+        m
+        for m in stack.ghl.messages.values()
+        if m.direction == "inbound" and m.location_id == conversation.location and m.body == text
+    ]
+
+
+def _dnd(stack: Stack, conversation: Conversation) -> str | None:
+    contact = stack.ghl.find_contact(conversation.location, conversation.phone)
+    return contact.sms_dnd if contact is not None else None
+
+
+def _emit(stack: Stack, conversation: Conversation, text: str) -> None:
+    """The handset texts the business: the sandbox gateway pushes it to castbridge."""
+    if conversation.gateway == "castbrick" and stack.castbrick is not None:
+        account = stack.castbrick.account(CASTBRICK_KEY)
+        stack.castbrick.emit_inbound(account, conversation.phone, text)
+    elif conversation.gateway == "cellcast" and stack.cellcast is not None:
+        stack.cellcast.emit_reply(CELLCAST_KEY, conversation.phone, text)
+
+
+async def _converse(stack: Stack, c: Conversation, http: httpx2.AsyncClient) -> None:
+    from castbridge.sandbox.stack import wait_for
+
+    started = time.monotonic()
+    _emit(stack, c, c.reply)
+    if await wait_for(lambda: bool(_inbound(stack, c, c.reply)), within=20):
+        c.results["reply"] = f"in the conversation ({time.monotonic() - started:.1f} s)"
+    else:
+        c.problems.append(f"{c.gateway}: the reply never reached HighLevel")
+    started = time.monotonic()
+    _emit(stack, c, c.stop_word)
+    if await wait_for(
+        lambda: _dnd(stack, c) == "active" and bool(_inbound(stack, c, c.stop_word)), within=20
+    ):
+        c.results["stop"] = f"shown, contact SMS DND active ({time.monotonic() - started:.1f} s)"
+    else:
+        c.problems.append(f"{c.gateway}: {c.stop_word} did not set the contact's SMS DND")
+    refused = Case(
+        f"after {c.stop_word}",
+        c.phone,
+        "Last chance: 20% off today!",
+        "failed",
+        "opted out",
+        gateway=c.gateway,
+    )
+    await _post(stack, refused, http)
+    c.refused = refused
+    await wait_for(lambda: bool(stack.ghl.statuses(refused.message_id)), within=20)
+    statuses = stack.ghl.statuses(refused.message_id)
+    record = stack.ghl.messages.get(refused.message_id)
+    errors = [err for err in (record.status_errors if record else []) if err]
+    reason = str(errors[0].get("message", "")) if errors else ""
+    billed = _billed(stack, refused)
+    if statuses != ["failed"] or "opted out" not in reason or billed:
+        c.problems.append(
+            f"{c.gateway}: after {c.stop_word}: {statuses}, {reason!r}, billed {billed}"
+        )
+    first_sentence = reason.split(". ")[0]
+    c.results["refused"] = (
+        f"{statuses[-1] if statuses else 'pending'}, billed {billed}: {first_sentence}"
+    )
+
+
+def _render_two_way(console: Console, conversations: list[Conversation]) -> None:
+    table = Table(title="two-way (replies and STOP)")
+    for column in ("gateway", "handset", "reply", "STOP", "next campaign to that number"):
+        table.add_column(column, overflow="fold")
+    for c in conversations:
+        table.add_row(
+            c.gateway,
+            c.phone[:4] + "…" + c.phone[-2:],
+            f"{c.reply!r}: " + c.results.get("reply", "[red]missing[/red]"),
+            f"{c.stop_word!r}: " + c.results.get("stop", "[red]not honoured[/red]"),
+            c.results.get("refused", "[red]?[/red]"),
+        )
+    console.print(table)
+    console.print(
+        "Cast.ph and UGSMS are one-way: they cannot deliver replies, so they have no row here."
     )

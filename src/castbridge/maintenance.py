@@ -48,11 +48,13 @@ async def ensure_standing_jobs(session: AsyncSession, settings: Settings) -> Non
     (singletons, so every worker starting may ask)."""
     from castbridge.accounts import webhook_url
     from castbridge.gateways.registry import spec
+    from castbridge.inbound.optout_sync import ensure_syncs
     from castbridge.inbound.poll import ensure_pollers
     from castbridge.store import accounts as account_store
 
     await jobs.enqueue(session, prune_job())
     await ensure_pollers(session)
+    await ensure_syncs(session)
     if not settings.public_url:
         return
     for row in await account_store.list_accounts(session, include_retired=False):
@@ -103,9 +105,11 @@ async def prune(rt: Runtime, job: ClaimedJob) -> Transition:
         assert isinstance(session, AsyncSession)
         removed = await events.prune(session, now=now)
         # An account configured in another process, or one whose poller ended: polled again.
+        from castbridge.inbound.optout_sync import ensure_syncs
         from castbridge.inbound.poll import ensure_pollers
 
         removed["pollers_started"] = await ensure_pollers(session)
+        removed["optout_syncs_started"] = await ensure_syncs(session)
         return removed
 
     removed = await rt.store.run(_work)

@@ -181,7 +181,7 @@ async def open_resources(settings: Settings, *, with_worker: bool) -> AsyncItera
 def build_worker(resources: Resources, ghl: GHLClient, gateways: GatewayDirectory) -> Worker:
     """The worker and its handlers, over the refusing (non-waiting) pacer."""
     from castbridge import maintenance
-    from castbridge.inbound import deliver, dnd, poll
+    from castbridge.inbound import deliver, dnd, optout_sync, poll
     from castbridge.installs import minting
     from castbridge.outbound import probe
     from castbridge.outbound.runtime import Runtime
@@ -208,6 +208,7 @@ def build_worker(resources: Resources, ghl: GHLClient, gateways: GatewayDirector
             "inbound": deliver.run,
             "dnd": dnd.run,
             "inbound_poll": poll.run,
+            "optout_sync": optout_sync.run,
         },
     )
     from castbridge.worker import Worker

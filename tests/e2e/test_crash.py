@@ -96,7 +96,7 @@ async def _finish_after_restart(s: Stack, castbridge: Castbridge, posted: list[P
     retried = await post_all(s.ghl, castbridge.url + "/webhooks/ghl/delivery", unanswered)
     assert [p.status_code for p in retried] == [200] * len(unanswered)
     ids = [p.message_id for p in posted]
-    if not await wait_for(lambda: all_terminal(s.ghl, ids), within=40, interval=0.25):
+    if not await wait_for(lambda: all_terminal(s.ghl, ids), within=60, interval=0.25):
         rows = await messages_by_ghl_id(s.settings)
         open_ = {m: (rows[m].status, rows[m].held) for m in ids if not terminal(s.ghl, m)}
         raise AssertionError(f"not terminal: {open_} jobs={await job_states(s.settings)}")

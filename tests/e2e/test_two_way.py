@@ -13,6 +13,9 @@ from typing import Any
 
 import httpx2
 
+from castbridge.sandbox.cast import DEFAULT_API_KEY as CAST_KEY
+from castbridge.sandbox.cast import DEFAULT_SENDER_ID as CAST_SENDER
+from castbridge.sandbox.cast import UnsubscribedEntry
 from castbridge.sandbox.castbrick import DEFAULT_API_KEY as CASTBRICK_KEY
 from castbridge.sandbox.castbrick import CastBrickSandboxConfig
 from castbridge.sandbox.cellcast import DEFAULT_API_KEY as CELLCAST_KEY
@@ -245,6 +248,62 @@ async def test_a_gateway_opt_out_signal_is_honoured_without_a_reply(tmp_path: Pa
         assert s.castbrick.billed(phone, "Mais uma") == 0
 
 
+async def test_opt_outs_kept_by_the_gateway_are_synced_into_castbridge(tmp_path: Path) -> None:
+    """Cast's unsubscribe list and Cellcast's getOptout: a number that opted out at the gateway
+    (an unsubscribe link) goes on SMS DND in HighLevel and is refused by castbridge itself;
+    on the operator's shared Cast account only numbers a location texted are taken (a number
+    nobody texted is not parked as an unroutable signal), and another sender's entry is not."""
+    texted, never, other_sender = "+639171110001", "+639171110002", "+639171110003"
+    async with run_stack(
+        tmp_path,
+        cast_config=cast_config(),
+        cellcast_config=_cellcast(),
+        ghl_config=ghl_config(),
+        **{**TWO_WAY, "optout_sync_seconds": 0.5},
+    ) as s:
+        assert s.cellcast is not None
+        cast_location, cellcast_location = LOCATIONS[0], LOCATIONS[1]
+        await s.install(cast_location)
+        await s.install(cellcast_location)
+        await s.use_gateway(cellcast_location, "cellcast")
+        first = await _send(s, cast_location, texted, "Sale starts today")
+        also = await _send(s, cast_location, other_sender, "Sale starts today")
+        second = await _send(s, cellcast_location, AU.format(7), "Sale starts today")
+        for message_id in (first, also, second):
+            assert await wait_for(lambda m=message_id: terminal(s.ghl, m), within=20)
+        s.cast.account(CAST_KEY).unsubscribed = [
+            UnsubscribedEntry(phone=texted[1:], sender_id=CAST_SENDER),
+            UnsubscribedEntry(phone=never[1:], sender_id=CAST_SENDER),
+            UnsubscribedEntry(phone=other_sender[1:], sender_id="OTHERBRAND"),
+        ]
+        s.cellcast.accounts[CELLCAST_KEY].optouts.append(AU.format(7)[1:])
+
+        def dnd(location: str, phone: str) -> str | None:
+            contact = s.ghl.find_contact(location, phone)
+            return contact.sms_dnd if contact else None
+
+        assert await wait_for(lambda: dnd(cast_location, texted) == "active", within=20)
+        assert await wait_for(lambda: dnd(cellcast_location, AU.format(7)) == "active", within=20)
+        await asyncio.sleep(1.5)  # more syncs list the same entries again
+        listed = json.loads((await cli(s.settings, "optouts", "list", "--json")).stdout)
+        assert sorted((r["location"], r["source"]) for r in listed) == [
+            (cast_location, "gateway"),
+            (cellcast_location, "gateway"),
+        ]
+        assert "opt-out list" in str(listed[0]["detail"])
+        parked = json.loads(
+            (await cli(s.settings, "inbound", "list", "--status", "unroutable", "--json")).stdout
+        )
+        assert parked == []
+        refused = await _send(s, cast_location, texted, "Last day of the sale")
+        assert await wait_for(lambda: terminal(s.ghl, refused), within=20)
+        assert s.ghl.messages[refused].status_errors[0]["code"] == "OPTED_OUT"  # type: ignore[index]
+        assert s.cast.billed(refused) == 0
+        sent = await _send(s, cast_location, other_sender, "Last day of the sale")
+        assert await wait_for(lambda: terminal(s.ghl, sent), within=20)
+        assert s.ghl.statuses(sent) == ["delivered"]
+
+
 async def test_replies_on_the_default_account_follow_the_last_sender_or_are_parked(
     tmp_path: Path,
 ) -> None:
@@ -293,8 +352,11 @@ async def test_replies_on_the_default_account_follow_the_last_sender_or_are_park
         (row,) = await parked()
         assert row["location"] == ""
         assert not inbound(s, other)
-        replayed = await cli(s.settings, "inbound", "retry", str(row["id"]), "--location", other)
+        replayed = await cli(
+            s.settings, "inbound", "retry", str(row["id"]), "--location", other, "--json"
+        )
         assert replayed.exit_code == 0, replayed.output
+        assert json.loads(replayed.stdout) == {"id": row["id"], "queued": True, "location": other}
         assert await wait_for(lambda: bool(inbound(s, other, "Quem é?")), within=20)
         shown = json.loads(
             (await cli(s.settings, "inbound", "show", str(row["id"]), "--json")).stdout

@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from castbridge.limits import DatabasePacer, Limit, Throttled
@@ -31,6 +32,31 @@ async def test_two_pacers_share_one_budget(pg_engine: AsyncEngine) -> None:
     refused = [r for r in results if isinstance(r, Throttled)]
     assert (len(taken), len(refused)) == (5, 3)
     assert all(0 < r.wait <= 1.0 for r in refused)
+
+
+async def test_contended_takes_never_refuse_while_tokens_remain(pg_engine: AsyncEngine) -> None:
+    """Many takes waiting on the same row at once: each is judged on the clock at the moment it
+    holds the row, so one that waited behind another is not taken for a paused bucket (before
+    the fix, a take whose clock was read before its wait saw a newer `updated_at` and was
+    refused with tokens left). Exactly the burst is taken, however the waits interleave."""
+    burst = 20
+    limit = Limit(rate=0.001, burst=float(burst))
+    pacers = [DatabasePacer(create_sessionmaker(pg_engine)) for _ in range(4)]
+    await pacers[0].take("acct:contended", limit)  # the row exists: every take contends on it
+    for _ in range(3):
+        results = await asyncio.gather(
+            *(pacers[n % 4].take("acct:contended", limit) for n in range(burst)),
+            return_exceptions=True,
+        )
+        assert not [r for r in results if not (r is None or isinstance(r, Throttled))]
+        taken = sum(1 for r in results if r is None)
+        assert taken == burst - 1, taken
+        # Refill by hand for the next round (the rate would take hours).
+        async with create_sessionmaker(pg_engine).begin() as session:
+            await session.execute(
+                text("UPDATE rate_buckets SET tokens = :t WHERE key = 'acct:contended'"),
+                {"t": float(burst - 1)},
+            )
 
 
 async def test_a_pause_holds_everyone_back(pg_engine: AsyncEngine) -> None:

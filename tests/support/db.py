@@ -38,7 +38,7 @@ def stuck(states: dict[str, int]) -> dict[str, int]:
         for key, n in states.items()
         if key.endswith((":queued", ":running"))
         and n
-        and not key.startswith(("prune:", "probe:", "inbound_poll:"))
+        and not key.startswith(("prune:", "probe:", "inbound_poll:", "optout_sync:"))
     }
 
 

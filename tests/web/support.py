@@ -55,7 +55,8 @@ async def intake_rows(stack: Stack) -> dict[str, int]:
     """What a Delivery URL post can leave behind: messages, jobs and remembered webhook ids."""
     return {
         "messages": await count(stack, Message),
-        "jobs": await count(stack, Job),
+        # Jobs of messages: the worker's standing jobs (housekeeping, pollers) are not intake's.
+        "jobs": await count(stack, Job, Job.message_id.is_not(None)),
         "seen_webhooks": await count(stack, SeenWebhook),
     }
 

@@ -491,3 +491,36 @@ async def test_malformed_event_body_is_400(tmp_path: Path, raw: bytes, expected:
         assert response.status_code == 400
         assert expected in response.json()["error"]
         assert await count(stack, AuditEvent) == 0
+
+
+@pytest.mark.parametrize("kind", ["InboundMessage", "OutboundMessage"])
+async def test_events_about_messages_castbridge_added_are_never_acted_on(
+    tmp_path: Path, kind: str
+) -> None:
+    """Loop guard (ghl.md §14): HighLevel echoing a message castbridge itself added, as an
+    InboundMessage or OutboundMessage event with our conversationProviderId, is acknowledged,
+    counted as our own, and stores or sends nothing."""
+    from castbridge import metrics
+
+    async with run_stack(tmp_path) as stack, httpx2.AsyncClient(timeout=10) as http:
+        await stack.install()
+        provider_id = stack.settings.ghl_conversation_provider_id
+        assert provider_id
+        own = metrics.WEBHOOKS.labels("events", "own_message")
+        before = own._value.get()
+        event = {
+            **stack.ghl.uninstall_payload(location_id=stack.ghl.default_location()),
+            "type": kind,
+            "conversationProviderId": provider_id,
+            "messageType": "SMS",
+            "direction": "inbound" if kind == "InboundMessage" else "outbound",
+            "body": "Yes, 3pm works",
+            "phone": "+639171234567",
+        }
+        response = await stack.ghl.send_event(stack.events_url, event, http=http)
+        assert response.status_code == 200
+        assert response.json()["handled"] is False
+        assert "castbridge added itself" in response.json()["detail"]
+        assert own._value.get() == before + 1
+        assert await count(stack, Message) == 0
+        assert stack.cast.messages == {}

@@ -10,6 +10,7 @@ from fastapi.routing import APIRoute
 
 from castbridge.sandbox.stack import run_stack
 from castbridge.web import gateway_webhooks, ghl_webhooks, health, oauth
+from castbridge.web import settings as settings_page
 from tests.web.support import body_of, payload, post_signed
 
 NOT_CONFIGURED: dict[str, Any] = {
@@ -107,12 +108,13 @@ async def test_openapi_lists_every_route_and_both_webhook_bodies(tmp_path: Path)
                 oauth.router,
                 ghl_webhooks.router,
                 gateway_webhooks.router,
+                settings_page.router,
             )
             for route in router.routes
             if isinstance(route, APIRoute) and route.include_in_schema
             for method in route.methods or ()
         }
-        assert len(routes) == 8
+        assert len(routes) == 15
         listed = {
             (path, method)
             for path, operations in document["paths"].items()

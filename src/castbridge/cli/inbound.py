@@ -3,6 +3,7 @@ replaying one (to a chosen location when it could not be routed)."""
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -119,6 +120,7 @@ def retry(
     location: str | None = typer.Option(
         None, "--location", help="Deliver it to this location (for an unroutable reply)."
     ),
+    as_json: bool = JsonOption,
 ) -> None:
     """Hand a reply to HighLevel again: one parked as unroutable (give --location), or one
     that went dead after HighLevel kept refusing it. A delivered one is not posted twice."""
@@ -161,4 +163,7 @@ def retry(
     problem = run(_go())
     if problem is not None:
         fail(problem)
-    typer.echo(f"inbound {inbound_id} queued for delivery to HighLevel")
+    if as_json:
+        typer.echo(json.dumps({"id": inbound_id, "queued": True, "location": location}))
+    else:
+        typer.echo(f"inbound {inbound_id} queued for delivery to HighLevel")

@@ -55,6 +55,7 @@ def sandbox(
                             "events_url": stack.events_url,
                             "install_url": f"{stack.url}/oauth/install",
                             "highlevel": stack.ghl_url,
+                            "settings_page_host": stack.custom_page_url,
                             "gateways": {
                                 name: {"url": urls[name], "api_key": keys[name]} for name in urls
                             },
@@ -87,6 +88,10 @@ def _explain(stack: Stack, urls: dict[str, str], keys: dict[str, str]) -> None:
 castbridge          {stack.url}
 HighLevel sandbox   {stack.ghl_url}
 {gateways}
+
+Settings page inside HighLevel (the sandbox's Custom Page host; install first, step 1):
+     {stack.custom_page_url}
+   (CASTBRIDGE_SETTINGS_FRAME_ANCESTORS is set to that origin, GHL_SSO_KEY to its secret)
 
 1. Install castbridge into a sandbox sub-account (real OAuth flow) - open in a browser:
      {stack.url}/oauth/install

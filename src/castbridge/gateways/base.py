@@ -53,6 +53,7 @@ class Capabilities:
     two_way: TwoWay = "no"
     webhook_setup: WebhookSetup = "none"
     sender_ids_api: bool = False  # `sender_ids()` lists the account's approved senders
+    optout_list: bool = False  # `list_optouts()` lists the numbers the gateway blocks
     # Seconds after acceptance to wait for a pushed report before polling as a fallback.
     push_report_window_seconds: float = 120.0
 
@@ -358,6 +359,11 @@ class Gateway(Protocol):
 
     async def poll_inbound(self, cursor: str | None, *, max_pages: int) -> InboundPage:
         """Replies newer than `cursor`, newest first (capabilities.inbound_poll)."""
+        ...
+
+    async def list_optouts(self, *, max_pages: int) -> list[OptOut]:
+        """Every number the gateway itself refuses to text for this account's sender
+        (capabilities.optout_list), numbers in E.164 where the gateway's form allows."""
         ...
 
 

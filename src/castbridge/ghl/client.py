@@ -58,6 +58,7 @@ from castbridge.ghl.models import (
     UpdateMessageStatusBody,
     UpsertContactBody,
     UpsertContactResult,
+    User,
     UserType,
 )
 from castbridge.ghl.versions import (
@@ -65,6 +66,7 @@ from castbridge.ghl.versions import (
     CREATE_CONVERSATION,
     DUPLICATE_CONTACT,
     GET_MESSAGE,
+    GET_USER,
     INBOUND_MESSAGE,
     MESSAGE_STATUS,
     OAUTH_INSTALLED_LOCATIONS,
@@ -466,6 +468,14 @@ class GHLClient:
                 trace_id=trace_id_of(response),
                 operation=CONVERSATION_MESSAGES.name,
             ) from None
+
+    async def get_user(self, location_id: str, user_id: str) -> User:
+        """A HighLevel user's roles and permissions, asked with the location's token (scope
+        `users.readonly`): the settings page's stronger check of the payload's role."""
+        response = await self._send(
+            GET_USER, path=GET_USER.url_path(user_id=user_id), location_id=location_id
+        )
+        return self._parse(User, response, GET_USER)
 
     async def search_conversations(self, location_id: str, contact_id: str) -> list[Conversation]:
         response = await self._send(

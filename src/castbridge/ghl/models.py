@@ -197,6 +197,29 @@ class ConversationMessages(_Response):
     messages: list[Message] = Field(default_factory=list)
 
 
+# --- users --------------------------------------------------------------------------------
+
+
+class UserRoles(_Response):
+    """`RoleSchema`: "account" (sub-account) or "agency" user, "admin" or "user"."""
+
+    type: str | None = None
+    role: str | None = None
+    location_ids: list[str] = Field(default_factory=list, alias="locationIds")
+
+
+class User(_Response):
+    """`GET /users/{userId}` (`UserSuccessfulResponseDto`): only what the settings page checks."""
+
+    id: str
+    roles: UserRoles = Field(default_factory=UserRoles)
+    permissions: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def settings_enabled(self) -> bool:
+        return self.permissions.get("settingsEnabled") is True
+
+
 # --- contacts -----------------------------------------------------------------------------
 
 

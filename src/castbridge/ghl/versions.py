@@ -11,6 +11,7 @@ from dataclasses import dataclass
 CONVERSATIONS_VERSION = "2021-04-15"
 CONTACTS_VERSION = "2021-07-28"
 OAUTH_VERSION = "2021-07-28"
+USERS_VERSION = "2021-07-28"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +73,8 @@ CONVERSATION_MESSAGES = Endpoint(
     "/conversations/{conversation_id}/messages",
     CONVERSATIONS_VERSION,
 )
+# The settings page confirms its user's role and locations here (ghl.md §13, `users.readonly`).
+GET_USER = Endpoint("users.get", "GET", "/users/{user_id}", USERS_VERSION)
 
 ENDPOINTS: tuple[Endpoint, ...] = (
     OAUTH_TOKEN,
@@ -86,4 +89,5 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     UPSERT_CONTACT,
     UPDATE_CONTACT,
     CONVERSATION_MESSAGES,
+    GET_USER,
 )

@@ -151,6 +151,8 @@ async def _opt_out_or_in(
     else:
         opted_out = event.kind == "optout"
         keyword, source, detail = event.kind.upper(), "gateway", caps.label
+        if event.source == "list":
+            detail = f"{caps.label}'s opt-out list"
     phone = SealedPhone(
         enc=event.phone_enc, hash=event.phone_hash, masked=event.phone_masked, e164=True
     )

@@ -117,6 +117,11 @@ class Stack:
         return f"{self.url}/webhooks/ghl/delivery"
 
     @property
+    def custom_page_url(self) -> str:
+        """The sandbox's Custom Page host: castbridge's settings page as HighLevel frames it."""
+        return f"{self.ghl_url}/custom-page"
+
+    @property
     def events_url(self) -> str:
         return f"{self.url}/webhooks/ghl/events"
 
@@ -203,6 +208,10 @@ def stack_settings(
         "ghl_client_secret": ghl.config.client_secret,
         "ghl_conversation_provider_id": ghl.config.conversation_provider_id,
         "ghl_webhook_keys": ghl.webhook_keys_pem,
+        # The sandbox's Custom Page host frames the settings page from its plain-http loopback
+        # origin, which the default `'self' https:` would refuse.
+        "ghl_sso_key": ghl.config.sso_key,
+        "settings_frame_ancestors": f"'self' {ghl_url}",
         "status_poll_schedule": "1,1,2",
         "report_initial_delay_seconds": 1.0,
         "worker_poll_interval": 0.2,
@@ -273,6 +282,7 @@ async def run_stack(
                 "ugsms": UGSMS_KEY,
             },
         )
+        ghl.custom_page_url = f"{stack.url}/app/settings"
         if not with_castbridge:
             yield stack
             return

@@ -11,25 +11,31 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 # Parameters are cast: asyncpg cannot infer the type of `$1 - $2` on its own.
+# The clock is read in the locking scan itself, not in a CTE of its own: a take that waited
+# for the row behind another one is re-evaluated on the row's new version when it gets the
+# lock, and so is the clock then. Read before the wait, it would be older than the `updated_at`
+# the other take just wrote, and the bucket would look paused while it still had tokens.
 _TAKE = text(
     """
-    WITH params AS (
-        SELECT CAST(:rate AS float8) AS rate, CAST(:burst AS float8) AS burst,
-               CAST(:cost AS float8) AS cost,
+    WITH b AS (
+        SELECT r.key, r.tokens, r.updated_at,
                extract(epoch FROM clock_timestamp())::float8 AS e
+        FROM rate_buckets r WHERE r.key = :key FOR UPDATE OF r
     ),
-    b AS (
-        SELECT r.key, r.updated_at, p.e, p.cost, p.burst,
-               LEAST(p.burst, r.tokens + GREATEST(0, p.e - r.updated_at) * p.rate) AS avail
-        FROM rate_buckets r, params p WHERE r.key = :key FOR UPDATE OF r
+    c AS (
+        SELECT b.key, b.updated_at, b.e, CAST(:burst AS float8) AS burst,
+               CAST(:cost AS float8) AS cost,
+               LEAST(CAST(:burst AS float8),
+                     b.tokens + GREATEST(0, b.e - b.updated_at) * CAST(:rate AS float8)) AS avail
+        FROM b
     ),
     u AS (
-        UPDATE rate_buckets r SET tokens = b.avail - b.cost, updated_at = b.e
-        FROM b
-        WHERE r.key = b.key AND b.updated_at <= b.e AND b.avail + 1e-9 >= LEAST(b.cost, b.burst)
+        UPDATE rate_buckets r SET tokens = c.avail - c.cost, updated_at = c.e
+        FROM c
+        WHERE r.key = c.key AND c.updated_at <= c.e AND c.avail + 1e-9 >= LEAST(c.cost, c.burst)
         RETURNING r.key
     )
-    SELECT b.avail, b.updated_at, b.e, (SELECT count(*) FROM u) AS taken FROM b
+    SELECT c.avail, c.updated_at, c.e, (SELECT count(*) FROM u) AS taken FROM c
     """
 )
 

@@ -27,21 +27,25 @@ def new_index_key() -> bytes:
 
 async def index_key(session: AsyncSession, box: SecretBox) -> bytes:
     """The blind-index key, created on first use (concurrent first uses agree on one)."""
-    stored = await session.scalar(
-        select(KeyringEntry.value_enc).where(KeyringEntry.name == INDEX_KEY_NAME)
-    )
+    return await named_key(session, box, INDEX_KEY_NAME)
+
+
+async def named_key(session: AsyncSession, box: SecretBox, name: str) -> bytes:
+    """A 32-byte key of castbridge's own, created on first use; every process agrees on it
+    (the settings page's session key, so any web process can check a session)."""
+    stored = await session.scalar(select(KeyringEntry.value_enc).where(KeyringEntry.name == name))
     if stored is None:
         await session.execute(
             dialect.insert(session, KeyringEntry)
             .values(
-                name=INDEX_KEY_NAME,
+                name=name,
                 value_enc=box.encrypt(new_index_key().hex()),
                 created_at=datetime.now(UTC),
             )
             .on_conflict_do_nothing(index_elements=["name"])
         )
         stored = await session.scalar(
-            select(KeyringEntry.value_enc).where(KeyringEntry.name == INDEX_KEY_NAME)
+            select(KeyringEntry.value_enc).where(KeyringEntry.name == name)
         )
     assert stored is not None
     return bytes.fromhex(box.decrypt(stored))

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Literal, cast
 
+from pydantic import ValidationError
+
 from castbridge.gateways.base import (
     AccountCheck,
     Balance,
@@ -12,6 +14,7 @@ from castbridge.gateways.base import (
     DeliveryState,
     DeliveryStatus,
     InboundPage,
+    OptOut,
     Reconciliation,
     RegisteredWebhook,
     SenderId,
@@ -22,7 +25,7 @@ from castbridge.gateways.base import (
 )
 from castbridge.gateways.cast.client import CastClient, CastPacing
 from castbridge.gateways.cast.errors import GATEWAY, CastBadResponseError, CastValidationError
-from castbridge.gateways.cast.models import SendChannel, StatusResponse
+from castbridge.gateways.cast.models import SendChannel, StatusResponse, UnsubscribedEntry
 from castbridge.gateways.cast.retry import RetryPolicy
 from castbridge.gateways.cast.settings import (
     DEFAULT_MAX_CHARS,
@@ -53,6 +56,7 @@ CAST_CAPABILITIES = Capabilities(
     two_way="no",
     webhook_setup="none",
     sender_ids_api=True,
+    optout_list=True,
 )
 
 SANDBOX_ID_PREFIX = "SANDBOX_"
@@ -250,6 +254,21 @@ class CastGateway:
 
     async def poll_inbound(self, cursor: str | None, *, max_pages: int) -> InboundPage:
         raise UnsupportedError("Cast.ph has no inbound SMS", code="UNSUPPORTED", gateway=GATEWAY)
+
+    async def list_optouts(self, *, max_pages: int) -> list[OptOut]:
+        """Cast's unsubscribe list. Cast blocks a number per sender ID, so only entries for
+        this account's sender count; an entry without a sender ID counts too (safe side)."""
+        response = await self.client.unsubscribed()
+        found: list[OptOut] = []
+        for row in response.data:
+            try:
+                entry = UnsubscribedEntry.model_validate(row)
+            except ValidationError:
+                continue
+            if entry.sender_id and self.sender_id and entry.sender_id != self.sender_id:
+                continue
+            found.append(OptOut(phone=entry.phone, at=entry.unsubscribed_at))
+        return found
 
 
 def build(account: AccountConfig, context: GatewayContext) -> CastGateway:

@@ -36,6 +36,7 @@ from castbridge.gateways.cast.models import (
     SendResponse,
     StatusChannel,
     StatusResponse,
+    UnsubscribedResponse,
     UnsubscribeTokenResponse,
 )
 from castbridge.gateways.cast.retry import RetryPolicy
@@ -268,6 +269,11 @@ class CastClient:
 
     async def sender_ids(self) -> SenderIdsResponse:
         return await self._request("GET", "/api/v1/account/sender-ids", SenderIdsResponse)
+
+    async def unsubscribed(self) -> UnsubscribedResponse:
+        """`GET /api/v1/account/unsubscribed`: numbers that used an opt-out link (gateways.md
+        §1.9); rows are read one by one by the caller, so one odd row spoils nothing."""
+        return await self._request("GET", "/api/v1/account/unsubscribed", UnsubscribedResponse)
 
     async def unsubscribe_token(self, phone: str, sender_id: str) -> UnsubscribeTokenResponse:
         """An opt-out link for `phone` (422 ALREADY_UNSUBSCRIBED if it opted out already)."""

@@ -177,6 +177,18 @@ class LogsResponse(_Response):
     logs: list[LogEntry] = Field(default_factory=list)
 
 
+class UnsubscribedEntry(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    phone: str
+    sender_id: str | None = None
+    unsubscribed_at: LenientDatetime = None
+
+
+class UnsubscribedResponse(_Response):
+    data: list[Any] = Field(default_factory=list)
+
+
 class UnsubscribeTokenResponse(_Response):
     link: str
     expires_at: str | None = None

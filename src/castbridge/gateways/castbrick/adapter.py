@@ -14,6 +14,7 @@ from castbridge.gateways.base import (
     Capabilities,
     DeliveryStatus,
     InboundPage,
+    OptOut,
     Reconciliation,
     RegisteredWebhook,
     SenderId,
@@ -427,6 +428,13 @@ class CastBrickGateway:
         raise CastBrickBadResponseError(
             "CastBrick accepted a webhook registration but neither returned nor lists its id",
             code="INVALID_RESPONSE",
+        )
+
+    async def list_optouts(self, *, max_pages: int) -> list[OptOut]:
+        raise UnsupportedError(
+            "CastBrick has no documented opt-out list; its OptOut events arrive by webhook",
+            code="UNSUPPORTED",
+            gateway=GATEWAY,
         )
 
     async def poll_inbound(self, cursor: str | None, *, max_pages: int) -> InboundPage:

@@ -14,6 +14,7 @@ from castbridge.gateways.base import (
     Capabilities,
     DeliveryStatus,
     InboundPage,
+    OptOut,
     Reconciliation,
     RegisteredWebhook,
     SenderId,
@@ -82,7 +83,10 @@ CELLCAST_CAPABILITIES = Capabilities(
     two_way="numeric_sender_only",
     webhook_setup="manual",
     sender_ids_api=False,
+    optout_list=True,  # getOptout
 )
+
+OPTOUT_PAGE_SIZE = 500
 
 # customString: letters, digits and dashes (gateways.md §3). The length limit is not
 # documented (**uncertain**); HighLevel references (`<locationId>:<messageId>`, both
@@ -485,6 +489,21 @@ class CellcastGateway:
     async def poll_inbound(self, cursor: str | None, *, max_pages: int) -> InboundPage:
         """Replies from `getResponses` newer than `cursor` (see `inbound.py`)."""
         return await walk(self.client.responses, cursor, max_pages=max_pages)
+
+    async def list_optouts(self, *, max_pages: int) -> list[OptOut]:
+        """`getOptout`, every page up to `max_pages`. Numbers come international without the
+        `+` (gateways.md §3); the list has no dates, so `at` stays unknown."""
+        found: list[OptOut] = []
+        for page_number in range(1, max_pages + 1):
+            page = await self.client.optouts(page=page_number, size=OPTOUT_PAGE_SIZE)
+            for item in page.items:
+                number = str(item.get("number") or "").strip() if isinstance(item, dict) else ""
+                if number:
+                    found.append(OptOut(phone="+" + number if number.isdigit() else number))
+            last = page.total_pages is not None and page_number >= page.total_pages
+            if not page.items or page.has_next_page is False or last:
+                break
+        return found
 
 
 def build(account: AccountConfig, context: GatewayContext) -> CellcastGateway:

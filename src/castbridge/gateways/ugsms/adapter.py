@@ -14,6 +14,7 @@ from castbridge.gateways.base import (
     DeliveryStatus,
     GatewayError,
     InboundPage,
+    OptOut,
     Reconciliation,
     RegisteredWebhook,
     SenderId,
@@ -235,6 +236,9 @@ class UgsmsGateway:
 
     async def poll_inbound(self, cursor: str | None, *, max_pages: int) -> InboundPage:
         raise _unsupported("UGSMS has no inbound SMS")
+
+    async def list_optouts(self, *, max_pages: int) -> list[OptOut]:
+        raise _unsupported("UGSMS has no opt-out list")
 
 
 def build(account: AccountConfig, context: GatewayContext) -> UgsmsGateway:

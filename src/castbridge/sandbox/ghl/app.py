@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from castbridge.sandbox.ghl import admin, api, oauth
+from castbridge.sandbox.ghl import admin, api, custom_page, oauth
 from castbridge.sandbox.ghl.common import SandboxReply, reply
 from castbridge.sandbox.ghl.config import GHLSandboxConfig
 from castbridge.sandbox.ghl.state import GHLSandbox
@@ -28,4 +28,5 @@ def create_ghl_sandbox(config: GHLSandboxConfig | None = None) -> FastAPI:
     app.include_router(oauth.router)
     app.include_router(api.router)
     app.include_router(admin.router)
+    app.include_router(custom_page.router)
     return app

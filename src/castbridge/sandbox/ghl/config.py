@@ -42,6 +42,10 @@ class GHLSandboxConfig(BaseModel):
     # Per issue #285 /oauth/locationToken also returns a refresh token; off = schema-faithful.
     location_token_refresh: bool = True
     seed: int | None = None
+    # The app's Shared Secret: the Custom Page host encrypts each user context with it.
+    sso_key: str = "sandbox-shared-secret-0001"
+    # The Custom Page URL the host frames (castbridge's /app/settings); settable live.
+    custom_page_url: str | None = None
     ed25519_private_pem: str | None = None
     rsa_private_pem: str | None = None
     rsa_key_size: int = Field(2048, ge=2048)

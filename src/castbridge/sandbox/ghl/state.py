@@ -218,6 +218,9 @@ class GHLSandbox:
         # the caller: it must look for its altId before adding again, ghl.md §9).
         self.fail_after_inbound_next = 0
         self.not_downstreamed_seconds = cfg.not_downstreamed_seconds
+        self.custom_page_url = cfg.custom_page_url
+        # Changes to a sandbox user's `GET /users/{id}` record, e.g. {"roles": {"role": "user"}}.
+        self.user_overrides: dict[str, dict[str, Any]] = {}
         # Directory.
         self.locations: dict[str, SandboxLocation] = {}
         for location_id in cfg.location_ids:

@@ -1,0 +1,1 @@
+"""Tests of inbound (two-way) rules that need no running stack."""
