@@ -193,6 +193,25 @@ async def test_singletons_are_unique_while_open(engine: AsyncEngine) -> None:
         assert await jobs.counts(session) == {"probe:done": 1, "probe:queued": 1}
 
 
+async def test_singletons_survive_a_generic_plan(engine: AsyncEngine) -> None:
+    """PostgreSQL switches a prepared statement to a generic plan after a few runs; there the
+    partial index's predicate must be matched from literals, not bound parameters (seen in the
+    scale-out test: "no unique or exclusion constraint matching the ON CONFLICT specification"
+    once a worker had enqueued enough singletons). Forced here so it is not left to chance."""
+    from sqlalchemy import text
+
+    store = Store(engine)
+    async with store.write() as session:
+        if engine.dialect.name == "postgresql":
+            await session.execute(text("SET plan_cache_mode = force_generic_plan"))
+        for n in range(8):
+            probe = NewJob(
+                kind="probe", lane="admin", run_at=datetime.now(UTC), singleton_key=f"probe:{n % 2}"
+            )
+            added = await jobs.enqueue(session, probe)
+            assert (added is not None) == (n < 2), n
+
+
 async def test_a_running_lease_is_not_reaped_before_it_ends(engine: AsyncEngine) -> None:
     """A claimed job whose lease runs 60 s is not put back by the reaper a moment later: on
     SQLite `now + lease` was once computed by SQLite as a number, which compared below every

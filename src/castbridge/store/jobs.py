@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from castbridge.store import dialect
@@ -24,6 +24,10 @@ from castbridge.store.text import clip
 
 LANES = ("send", "status", "report", "inbound", "admin")
 OPEN_STATES = ("queued", "running")
+# The singleton index's predicate, as literals: PostgreSQL infers the arbiter index of
+# ON CONFLICT at plan time, and a generic plan (a prepared statement run a few times) cannot
+# prove a predicate made of bound parameters implies the index's own.
+SINGLETON_OPEN = text("state IN ('queued', 'running')")
 
 
 def utcnow() -> datetime:
@@ -88,7 +92,7 @@ async def enqueue(session: AsyncSession, job: NewJob) -> int | None:
     if job.singleton_key is not None:
         statement = statement.on_conflict_do_nothing(
             index_elements=["singleton_key"],
-            index_where=Job.state.in_(OPEN_STATES),
+            index_where=SINGLETON_OPEN,
         )
     result = await session.execute(statement.returning(Job.id))
     job_id = result.scalar_one_or_none()
