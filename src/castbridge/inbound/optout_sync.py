@@ -10,49 +10,40 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from castbridge.gateways.base import GatewayError, OptOut
+from castbridge.gateways.base import Capabilities, GatewayError, OptOut
 from castbridge.gateways.directory import AccountUnusable
-from castbridge.gateways.registry import SPECS, spec
+from castbridge.gateways.registry import spec
 from castbridge.inbound.intake import seal_sender, store_optout_signal
+from castbridge.inbound.standing import account_job, due_account, ensure
 from castbridge.limits import Throttled
 from castbridge.logging import get_logger
 from castbridge.outbound.backoff import throttled_delay
 from castbridge.outbound.runtime import Runtime, later
-from castbridge.store import accounts as account_store
 from castbridge.store import inbound as inbound_store
-from castbridge.store import jobs
 from castbridge.store.jobs import ClaimedJob, NewJob, Transition
 from castbridge.store.models import GatewayAccount
 
 log = get_logger(__name__)
 
 
+KIND = "optout_sync"
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def _lists(caps: Capabilities) -> bool:
+    return caps.optout_list
+
+
 def sync_job(account_id: int, run_at: datetime | None = None) -> NewJob:
-    return NewJob(
-        kind="optout_sync",
-        lane="inbound",
-        run_at=run_at or utcnow(),
-        account_id=account_id,
-        singleton_key=f"optout_sync:{account_id}",
-        payload={"account_id": account_id},
-    )
-
-
-def listing_gateways() -> list[str]:
-    return [name for name, gateway in SPECS.items() if gateway.capabilities.optout_list]
+    return account_job(KIND, account_id, run_at)
 
 
 async def ensure_syncs(session: AsyncSession) -> int:
-    """One standing sync job per account whose gateway lists opt-outs (singletons)."""
-    added = 0
-    for account in await account_store.pollable(session, listing_gateways()):
-        if await jobs.enqueue(session, sync_job(account.id)) is not None:
-            added += 1
-    return added
+    """One standing sync job per account whose gateway lists opt-outs."""
+    return await ensure(session, KIND, _lists)
 
 
 def entry_key(phone_hash: str, entry: OptOut) -> str:
@@ -63,14 +54,11 @@ def entry_key(phone_hash: str, entry: OptOut) -> str:
 
 
 async def run(rt: Runtime, job: ClaimedJob) -> Transition:
-    account_id = int(job.payload["account_id"])
-    async with rt.store.read() as session:
-        account = await account_store.get(session, account_id)
-    if account is None or account.state == "retired" or not account.api_key_enc:
+    account = await due_account(rt, job, _lists)
+    if account is None:
         return Transition(fate="done")
+    account_id = account.id
     caps = spec(account.gateway).capabilities
-    if not caps.optout_list:
-        return Transition(fate="done")
     every = timedelta(seconds=rt.settings.optout_sync_seconds)
     next_sync = (sync_job(account_id, utcnow() + every),)
     if account.state == "paused":

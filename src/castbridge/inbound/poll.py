@@ -8,16 +8,16 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from castbridge.gateways.base import GatewayError, InboundSms
+from castbridge.gateways.base import Capabilities, GatewayError, InboundSms
 from castbridge.gateways.directory import AccountUnusable
-from castbridge.gateways.registry import SPECS, spec
+from castbridge.gateways.registry import spec
 from castbridge.inbound.intake import store_reply
+from castbridge.inbound.standing import account_job, due_account, ensure
 from castbridge.limits import Throttled
 from castbridge.logging import get_logger
 from castbridge.outbound.backoff import throttled_delay
 from castbridge.outbound.runtime import Runtime, later
 from castbridge.store import accounts as account_store
-from castbridge.store import jobs
 from castbridge.store.jobs import ClaimedJob, NewJob, Transition
 from castbridge.store.models import GatewayAccount
 
@@ -28,43 +28,32 @@ log = get_logger(__name__)
 HISTORY_MARGIN = timedelta(minutes=10)
 
 
+KIND = "inbound_poll"
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def _polls(caps: Capabilities) -> bool:
+    return caps.inbound_poll
+
+
 def poll_job(account_id: int, run_at: datetime | None = None) -> NewJob:
-    return NewJob(
-        kind="inbound_poll",
-        lane="inbound",
-        run_at=run_at or utcnow(),
-        account_id=account_id,
-        singleton_key=f"inbound_poll:{account_id}",
-        payload={"account_id": account_id},
-    )
-
-
-def pollable_gateways() -> list[str]:
-    return [name for name, gateway in SPECS.items() if gateway.capabilities.inbound_poll]
+    return account_job(KIND, account_id, run_at)
 
 
 async def ensure_pollers(session: AsyncSession) -> int:
-    """One standing poll job per pollable account (a singleton: already there, not added)."""
-    added = 0
-    for account in await account_store.pollable(session, pollable_gateways()):
-        if await jobs.enqueue(session, poll_job(account.id)) is not None:
-            added += 1
-    return added
+    """One standing poll job per pollable account."""
+    return await ensure(session, KIND, _polls)
 
 
 async def run(rt: Runtime, job: ClaimedJob) -> Transition:
-    account_id = int(job.payload["account_id"])
-    async with rt.store.read() as session:
-        account = await account_store.get(session, account_id)
-    if account is None or account.state == "retired" or not account.api_key_enc:
+    account = await due_account(rt, job, _polls)
+    if account is None:
         return Transition(fate="done")  # no account to poll any more: the job ends
+    account_id = account.id
     caps = spec(account.gateway).capabilities
-    if not caps.inbound_poll:
-        return Transition(fate="done")
     every = timedelta(seconds=rt.settings.inbound_poll_seconds)
     next_poll = (poll_job(account_id, utcnow() + every),)
     if account.state == "paused":

@@ -128,8 +128,8 @@ async def save_inbound_cursor(
     )
 
 
-async def pollable(session: AsyncSession, gateways: Sequence[str]) -> list[GatewayAccount]:
-    """Accounts of gateways that can be polled for replies, not retired."""
+async def live_of_gateways(session: AsyncSession, gateways: Sequence[str]) -> list[GatewayAccount]:
+    """Accounts (not retired) of the given gateways: what standing per-account jobs serve."""
     if not gateways:
         return []
     query = select(GatewayAccount).where(
