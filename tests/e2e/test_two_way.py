@@ -40,6 +40,19 @@ def _cellcast(**values: Any) -> CellcastSandboxConfig:
     return CellcastSandboxConfig(**defaults)
 
 
+def two_way_stack(path: Path, **overrides: Any) -> Any:
+    """Every sandbox with fast two-way timings (CastBrick and Cellcast report within a
+    second) and castbridge with TWO_WAY's settings plus `overrides`."""
+    return run_stack(
+        path,
+        castbrick_config=_castbrick(),
+        cellcast_config=_cellcast(),
+        cast_config=cast_config(),
+        ghl_config=ghl_config(),
+        **{**TWO_WAY, **overrides},
+    )
+
+
 def inbound(s: Stack, location: str, text: str | None = None) -> list[SandboxMessage]:
     """The inbound messages HighLevel holds for a location."""
     return [
@@ -65,13 +78,7 @@ async def test_a_castbrick_reply_posted_four_times_lands_once_in_its_conversatio
     """CastBrick pushes an InboundMessage and the same body arrives three more times at once
     (a gateway retrying): one inbound message in HighLevel, in the conversation of the contact
     with that number, sent as SMS with our provider id and the gateway's id as altId."""
-    async with run_stack(
-        tmp_path,
-        castbrick_config=_castbrick(),
-        cast_config=cast_config(),
-        ghl_config=ghl_config(),
-        **TWO_WAY,
-    ) as s:
+    async with two_way_stack(tmp_path) as s:
         assert s.castbrick is not None
         location = LOCATIONS[0]
         await s.install(location)
@@ -116,13 +123,7 @@ async def test_a_cellcast_reply_with_its_webhook_down_is_found_by_polling_once(
     """Cellcast's Receive webhook is down: the standing poll of getResponses finds the reply
     and it reaches HighLevel. With the webhook back, the next reply comes by push and the poll
     finds it too: still one message each."""
-    async with run_stack(
-        tmp_path,
-        cellcast_config=_cellcast(),
-        cast_config=cast_config(),
-        ghl_config=ghl_config(),
-        **{**FAST, "inbound_poll_seconds": 1.0},
-    ) as s:
+    async with two_way_stack(tmp_path, inbound_poll_seconds=1.0) as s:
         assert s.cellcast is not None
         location = LOCATIONS[0]
         await s.install(location)
@@ -146,13 +147,7 @@ async def test_highlevel_dropping_or_losing_the_answer_to_an_add_never_duplicate
     """HighLevel answers the first add 201 with an empty body and drops it (issue #70), and
     stores the next one but answers 500: castbridge retries the first, finds the second by
     its altId instead of adding it again. One message each."""
-    async with run_stack(
-        tmp_path,
-        castbrick_config=_castbrick(),
-        cast_config=cast_config(),
-        ghl_config=ghl_config(),
-        **TWO_WAY,
-    ) as s:
+    async with two_way_stack(tmp_path) as s:
         assert s.castbrick is not None
         location = LOCATIONS[0]
         await s.install(location)
@@ -175,13 +170,7 @@ async def test_stop_sets_dnd_and_refuses_the_next_send_until_start(tmp_path: Pat
     """STOP from a handset: the reply is still in the conversation, the contact is on SMS
     DND in HighLevel, and the next outbound to that number is reported failed with the reason
     without reaching CastBrick. START lifts both and sending works again."""
-    async with run_stack(
-        tmp_path,
-        castbrick_config=_castbrick(),
-        cast_config=cast_config(),
-        ghl_config=ghl_config(),
-        **TWO_WAY,
-    ) as s:
+    async with two_way_stack(tmp_path) as s:
         assert s.castbrick is not None
         location, phone = LOCATIONS[0], AO.format(3)
         await s.install(location)
@@ -221,13 +210,7 @@ async def test_stop_sets_dnd_and_refuses_the_next_send_until_start(tmp_path: Pat
 async def test_a_gateway_opt_out_signal_is_honoured_without_a_reply(tmp_path: Path) -> None:
     """CastBrick's own OptOut event (no reply text): recorded, DND set, later sends refused by
     castbridge itself; nothing is added to the conversation."""
-    async with run_stack(
-        tmp_path,
-        castbrick_config=_castbrick(),
-        cast_config=cast_config(),
-        ghl_config=ghl_config(),
-        **TWO_WAY,
-    ) as s:
+    async with two_way_stack(tmp_path) as s:
         assert s.castbrick is not None
         location, phone = LOCATIONS[0], AO.format(4)
         await s.install(location)
@@ -254,13 +237,7 @@ async def test_opt_outs_kept_by_the_gateway_are_synced_into_castbridge(tmp_path:
     on the operator's shared Cast account only numbers a location texted are taken (a number
     nobody texted is not parked as an unroutable signal), and another sender's entry is not."""
     texted, never, other_sender = "+639171110001", "+639171110002", "+639171110003"
-    async with run_stack(
-        tmp_path,
-        cast_config=cast_config(),
-        cellcast_config=_cellcast(),
-        ghl_config=ghl_config(),
-        **{**TWO_WAY, "optout_sync_seconds": 0.5},
-    ) as s:
+    async with two_way_stack(tmp_path, optout_sync_seconds=0.5) as s:
         assert s.cellcast is not None
         cast_location, cellcast_location = LOCATIONS[0], LOCATIONS[1]
         await s.install(cast_location)
@@ -311,13 +288,7 @@ async def test_replies_on_the_default_account_follow_the_last_sender_or_are_park
     that last texted that number; one from a number nobody texted is parked `unroutable`,
     shown to the operator, and delivered to the location they choose on replay."""
     sender, other = LOCATIONS[0], LOCATIONS[1]
-    async with run_stack(
-        tmp_path,
-        castbrick_config=_castbrick(),
-        cast_config=cast_config(),
-        ghl_config=ghl_config(),
-        **{**TWO_WAY, "default_gateway": "castbrick"},
-    ) as s:
+    async with two_way_stack(tmp_path, default_gateway="castbrick") as s:
         assert s.castbrick is not None
         await s.install(sender)
         await s.install(other)
@@ -378,15 +349,8 @@ async def test_replies_survive_a_sigkill_mid_burst(
     from castbridge.sandbox.process import Castbridge
 
     replies = [(AO.format(10 + n % 4), f"reply {n}") for n in range(16)]
-    async with run_stack(
-        tmp_path / "stack",
-        castbrick_config=_castbrick(),
-        cast_config=cast_config(),
-        ghl_config=ghl_config(),
-        with_castbridge=False,
-        worker_lease_seconds=2.0,
-        **TWO_WAY,
-        **database,
+    async with two_way_stack(
+        tmp_path / "stack", with_castbridge=False, worker_lease_seconds=2.0, **database
     ) as s:
         assert s.castbrick is not None
         s.castbrick.pusher.attempts = 400
