@@ -23,6 +23,7 @@ from castbridge.outbound.intake import Intake, Spacer
 from castbridge.secrets import PhoneVault, SecretBox, load_secret_box
 from castbridge.store import keyring, migrate
 from castbridge.store.db import Store, create_engine
+from castbridge.store.group import GroupCommit
 
 if TYPE_CHECKING:
     from castbridge.worker import Worker
@@ -154,7 +155,9 @@ async def open_resources(settings: Settings, *, with_worker: bool) -> AsyncItera
         )
         await accounts.sync_env_accounts(store, gateways_jobs, opened.box)
         setups = accounts.SetupCache()
-        intake = Intake(settings, store, gateways_jobs, opened.vault, setups, Spacer())
+        intake = Intake(
+            settings, store, gateways_jobs, opened.vault, setups, Spacer(), GroupCommit(store)
+        )
         resources = Resources(
             settings=settings,
             store=store,

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from castbridge import metrics
 from castbridge.accounts import LocationSetup, SetupCache, load_setup
 from castbridge.config import Settings
@@ -30,8 +32,9 @@ from castbridge.sms.text import segments
 from castbridge.store import accounts as account_store
 from castbridge.store import jobs
 from castbridge.store.db import Store
+from castbridge.store.group import GroupCommit
 from castbridge.store.jobs import NewJob
-from castbridge.store.messages import NewMessage, insert_with_job
+from castbridge.store.messages import Inserted, NewMessage, insert_with_job
 from castbridge.store.models import GatewayAccount
 
 log = get_logger(__name__)
@@ -119,6 +122,7 @@ class Intake:
     vault: PhoneVault
     setups: SetupCache
     spacer: Spacer
+    writes: GroupCommit
 
     async def setup(self, location_id: str) -> LocationSetup:
         cached = self.setups.get(location_id)
@@ -177,10 +181,14 @@ class Intake:
             error_code=judged.refusal.code if judged.refusal else None,
             error_message=judged.refusal.message if judged.refusal else None,
         )
-        async with self.store.write(wait_at_most=wait_at_most) as session:
+
+        async def store_it(session: AsyncSession) -> Inserted:
             inserted = await insert_with_job(session, message, job)
             if inserted.message_id is not None and judged.mint:
                 await jobs.enqueue(session, mint_job(payload.location_id, setup.company_id))
+            return inserted
+
+        inserted = await self.writes.submit(store_it, wait_at_most=wait_at_most)
         if inserted.conflict == "other_location":
             log.error(
                 "message_id_in_two_locations",

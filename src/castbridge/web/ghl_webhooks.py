@@ -127,7 +127,9 @@ async def delivery(request: Request) -> Any:
     status = (result.held and "held") or result.status
     metrics.WEBHOOKS.labels("delivery", status).inc()
     metrics.DELIVERY_BY_LOCATION.labels(payload.location_id).inc()
-    log.info(
+    # DEBUG, not INFO: one line per webhook is formatting work nobody reads on the hot path;
+    # the message's timeline (`castbridge messages show`) and the metrics above keep the record.
+    log.debug(
         "delivery_received",
         message_id=payload.message_id,
         location_id=payload.location_id,
