@@ -68,7 +68,9 @@ async def test_one_failing_write_does_not_sink_the_others(engine: AsyncEngine) -
         return_exceptions=True,
     )
     assert isinstance(outcomes[1], ValueError)
-    assert all(isinstance(o, messages.Inserted) and o.message_id for o in (outcomes[0], outcomes[2]))
+    for stored_fine in (outcomes[0], outcomes[2]):
+        assert isinstance(stored_fine, messages.Inserted)
+        assert stored_fine.message_id
     async with store.read() as session:
         stored = set(await session.scalars(select(Message.ghl_message_id)))
     assert stored == {"m-a", "m-b"}  # the broken write's own row was rolled back
