@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, select, text
+from sqlalchemy import Connection, Table, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
@@ -30,7 +30,7 @@ def is_sqlite(bind: AsyncSession | AsyncEngine) -> bool:
     return name_of(bind) == "sqlite"
 
 
-def insert(session: AsyncSession, model: type[Any]) -> Any:
+def insert(session: AsyncSession, model: type[Any] | Table) -> Any:
     """An INSERT that knows ON CONFLICT on both databases."""
     if name_of(session) == "postgresql":
         return postgresql.insert(model)

@@ -24,6 +24,8 @@ TERMINAL_MESSAGE_STATES = frozenset({"delivered", "failed", "unknown", "sent", "
 # Statuses a send may still act on.
 SENDABLE = frozenset({"queued", "dead"})
 
+# Updates go to the Core table: the ORM's bulk-DML preparation buys nothing here.
+MESSAGES = cast(Table, Message.__table__)
 # Column widths of values that come from outside (store/models.py).
 _WIDTHS = {
     "gateway_message_id": 64,
@@ -248,7 +250,7 @@ async def update_message(
     if only_if_status is not None:
         condition = condition & Message.status.in_(list(only_if_status))
     result = await session.execute(
-        update(Message)
+        update(MESSAGES)
         .where(condition)
         .values(**values)
         .execution_options(synchronize_session=False)
@@ -314,7 +316,7 @@ async def set_held(session: AsyncSession, account_id: int, held: str | None) -> 
     """Mark (or clear) the queued messages of an account as held for it."""
     condition = (Message.account_id == account_id) & (Message.status == "queued")
     result = await session.execute(
-        update(Message)
+        update(MESSAGES)
         .where(condition)
         .values(held=held, updated_at=utcnow())
         .execution_options(synchronize_session=False)
@@ -374,7 +376,7 @@ async def repin_unattempted(
     ids = [int(i) for i in rows]
     if ids:
         await session.execute(
-            update(Message)
+            update(MESSAGES)
             .where(Message.id.in_(ids))
             .values(
                 account_id=new_account_id,
@@ -395,7 +397,7 @@ async def cancel(session: AsyncSession, message_ids: Sequence[int], reason: str)
     if not message_ids:
         return
     await session.execute(
-        update(Message)
+        update(MESSAGES)
         .where(Message.id.in_(list(message_ids)), Message.status.in_(list(SENDABLE)))
         .values(
             status="cancelled",
