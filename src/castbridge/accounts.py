@@ -9,7 +9,9 @@ by one), probed slowly, and resumed when the gateway accepts again.
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -109,6 +111,37 @@ class SetupCache:
     def __init__(self, ttl: float = SETUP_TTL_SECONDS) -> None:
         self._ttl = ttl
         self._entries: dict[str, tuple[float, LocationSetup]] = {}
+        self._loading: dict[str, asyncio.Future[LocationSetup]] = {}
+
+    async def load(
+        self, location_id: str, loader: Callable[[], Awaitable[LocationSetup]]
+    ) -> LocationSetup:
+        """The cached set-up, else `loader()`'s, read once however many callers wait for it
+        (a burst of webhooks arriving as the entry runs out would otherwise each read it:
+        a tenth of intake's time in the profile)."""
+        cached = self.get(location_id)
+        if cached is not None:
+            return cached
+        pending = self._loading.get(location_id)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[LocationSetup] = asyncio.get_running_loop().create_future()
+        self._loading[location_id] = future
+        try:
+            setup = await loader()
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                future.cancel()
+            else:
+                future.set_exception(exc)
+                future.exception()  # marked as read: a failure nobody else awaited is no error
+            raise
+        else:
+            self.put(setup)
+            future.set_result(setup)
+            return setup
+        finally:
+            del self._loading[location_id]
 
     def get(self, location_id: str) -> LocationSetup | None:
         entry = self._entries.get(location_id)

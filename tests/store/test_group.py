@@ -5,6 +5,7 @@ untouched (StoreBusy, the 429 HighLevel retries). On SQLite and on PostgreSQL.""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import pytest
 from sqlalchemy import event, func, select
@@ -17,7 +18,7 @@ from castbridge.store.models import Message
 from tests.store.test_jobs import _message, _send
 
 
-def _insert(ghl_id: str) -> object:
+def _insert(ghl_id: str) -> Callable[[AsyncSession], Awaitable[messages.Inserted]]:
     async def work(session: AsyncSession) -> messages.Inserted:
         return await messages.insert_with_job(session, _message(ghl_id), _send())
 
@@ -44,7 +45,7 @@ async def test_concurrent_writes_share_commits_and_each_gets_its_own_result(
         commits += 1
 
     ids = [f"m-{n}" for n in range(100)] + ["m-7"]
-    results = await asyncio.gather(*(group.submit(_insert(i)) for i in ids))  # type: ignore[arg-type]
+    results = await asyncio.gather(*(group.submit(_insert(i)) for i in ids))
     assert [r.message_id is None for r in results].count(True) == 1
     assert results[-1].conflict == "duplicate"
     assert len({r.message_id for r in results[:-1]}) == 100
@@ -62,9 +63,9 @@ async def test_one_failing_write_does_not_sink_the_others(engine: AsyncEngine) -
         raise ValueError("a bug in one write")
 
     outcomes = await asyncio.gather(
-        group.submit(_insert("m-a")),  # type: ignore[arg-type]
+        group.submit(_insert("m-a")),
         group.submit(broken),
-        group.submit(_insert("m-b")),  # type: ignore[arg-type]
+        group.submit(_insert("m-b")),
         return_exceptions=True,
     )
     assert isinstance(outcomes[1], ValueError)
@@ -94,10 +95,10 @@ async def test_a_write_that_cannot_start_in_time_is_withdrawn_untouched(
     holder = asyncio.create_task(hold_lock())
     await asyncio.sleep(0.05)
     with pytest.raises(StoreBusy):
-        await group.submit(_insert("m-late"), wait_at_most=0.2)  # type: ignore[arg-type]
+        await group.submit(_insert("m-late"), wait_at_most=0.2)
     release.set()
     await holder
-    await group.submit(_insert("m-next"))  # type: ignore[arg-type]
+    await group.submit(_insert("m-next"))
     async with store.read() as session:
         stored = set(await session.scalars(select(Message.ghl_message_id)))
     assert stored == {"m-next"}

@@ -8,10 +8,9 @@ message for a location whose install has not finished yet is held for a bounded 
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -125,35 +124,12 @@ class Intake:
     spacer: Spacer
     writes: GroupCommit
 
-    loading: dict[str, asyncio.Future[LocationSetup]] = field(default_factory=dict)
-
     async def setup(self, location_id: str) -> LocationSetup:
-        cached = self.setups.get(location_id)
-        if cached is not None:
-            return cached
-        # One read per location when its entry runs out, not one per webhook of a burst that
-        # arrives meanwhile (which the profile showed as a tenth of intake's time).
-        pending = self.loading.get(location_id)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[LocationSetup] = asyncio.get_running_loop().create_future()
-        self.loading[location_id] = future
-        try:
+        async def read() -> LocationSetup:
             async with self.store.read() as session:
-                setup = await load_setup(session, self.settings, location_id)
-        except BaseException as exc:
-            if isinstance(exc, asyncio.CancelledError):
-                future.cancel()
-            else:
-                future.set_exception(exc)
-                future.exception()  # marked as read: a failure nobody else awaited is no error
-            raise
-        else:
-            self.setups.put(setup)
-            future.set_result(setup)
-            return setup
-        finally:
-            del self.loading[location_id]
+                return await load_setup(session, self.settings, location_id)
+
+        return await self.setups.load(location_id, read)
 
     async def accept(
         self, payload: ProviderOutboundMessage, *, wait_at_most: float | None = None

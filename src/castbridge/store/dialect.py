@@ -32,7 +32,12 @@ def is_sqlite(bind: AsyncSession | AsyncEngine) -> bool:
 
 def insert(session: AsyncSession, model: type[Any] | Table) -> Any:
     """An INSERT that knows ON CONFLICT on both databases."""
-    if name_of(session) == "postgresql":
+    return insert_for(name_of(session), model)
+
+
+def insert_for(dialect_name: str, model: type[Any] | Table) -> Any:
+    """`insert` for a dialect named ahead of any session (statements built once and cached)."""
+    if dialect_name == "postgresql":
         return postgresql.insert(model)
     return sqlite.insert(model)
 

@@ -17,12 +17,11 @@ import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-if TYPE_CHECKING:
-    from castbridge.store.db import Store
+from castbridge.store.db import Store, StoreBusy, unavailable
 
 T = TypeVar("T")
 
@@ -53,8 +52,6 @@ class GroupCommit:
         """Run `work(session)` in the next shared transaction and return its result once that
         transaction is committed. Raises `StoreBusy` when the write could not start within
         `wait_at_most` seconds (nothing was written), or whatever the write itself raised."""
-        from castbridge.store.db import StoreBusy
-
         pending: _Pending[T] = _Pending(work, asyncio.get_running_loop().create_future())
         self._queue.append(pending)
         if self._flusher is None or self._flusher.done():
@@ -77,8 +74,6 @@ class GroupCommit:
                 continue
 
     async def _one_batch(self) -> None:
-        from castbridge.store.db import unavailable
-
         batch: list[_Pending[Any]] = []
         results: list[Any] = []
         try:

@@ -18,7 +18,12 @@ from sqlalchemy import Table, and_, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from castbridge.store import dialect
-from castbridge.store.messages import TERMINAL_MESSAGE_STATES, record_attempt, update_message
+from castbridge.store.messages import (
+    MESSAGES,
+    TERMINAL_MESSAGE_STATES,
+    record_attempt,
+    update_message,
+)
 from castbridge.store.models import Job, Message
 from castbridge.store.text import clip
 
@@ -156,7 +161,6 @@ async def claim(
             Job.payload,
             Job.created_at,
         )
-        .execution_options(synchronize_session=False)
     )
     rows = (await session.execute(statement)).all()
     jobs = [
@@ -185,7 +189,6 @@ async def reap(session: AsyncSession) -> int:
         .where(Job.state == "running", Job.lease_until < now)
         .values(state="queued", lease_until=None, worker_id=None, run_at=now, updated_at=now)
         .returning(Job.lane)
-        .execution_options(synchronize_session=False)
     )
     lanes = list(result.scalars())
     await dialect.notify_jobs(session, lanes)
@@ -216,7 +219,6 @@ async def renew(
             or_(*(and_(Job.id == job.id, Job.attempts == job.attempts) for job in jobs)),
         )
         .values(lease_until=now + timedelta(seconds=lease_seconds), updated_at=now)
-        .execution_options(synchronize_session=False)
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
 
@@ -238,7 +240,6 @@ async def release(session: AsyncSession, worker_id: str, job_ids: Sequence[int])
             updated_at=now,
         )
         .returning(Job.lane)
-        .execution_options(synchronize_session=False)
     )
     lanes = list(result.scalars())
     await dialect.notify_jobs(session, lanes)
@@ -326,12 +327,7 @@ async def apply(
         values["payload"] = transition.payload
     if transition.error is not None or transition.fate != "retry":
         values["last_error"] = clip(transition.error)
-    result = await session.execute(
-        update(JOBS)
-        .where(_owned(job, worker_id))
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
+    result = await session.execute(update(JOBS).where(_owned(job, worker_id)).values(**values))
     if not result.rowcount:  # type: ignore[attr-defined]
         return False
     applied = True
@@ -363,10 +359,7 @@ async def close_jobs(
     if except_id is not None:
         condition = and_(condition, Job.id != except_id)
     result = await session.execute(
-        update(JOBS)
-        .where(condition)
-        .values(state="done", updated_at=dialect.now(session))
-        .execution_options(synchronize_session=False)
+        update(JOBS).where(condition).values(state="done", updated_at=dialect.now(session))
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
 
@@ -441,7 +434,6 @@ async def requeue_dead(session: AsyncSession, message_id: int) -> int:
         .where(Job.message_id == message_id, Job.state == "dead")
         .values(state="queued", run_at=now, attempts=0, lease_until=None, updated_at=now)
         .returning(Job.lane)
-        .execution_options(synchronize_session=False)
     )
     lanes = list(result.scalars())
     await dialect.notify_jobs(session, lanes)
@@ -456,7 +448,6 @@ async def move_queued_sends(
         update(JOBS)
         .where(Job.lane == "send", Job.state == "queued", Job.account_id == account_id)
         .values(run_at=run_at, updated_at=dialect.now(session))
-        .execution_options(synchronize_session=False)
     )
     moved = int(result.rowcount)  # type: ignore[attr-defined]
     if moved:
@@ -479,7 +470,6 @@ async def cancel_location_sends(session: AsyncSession, location_id: str) -> list
                 )
                 .values(state="cancelled", updated_at=dialect.now(session))
                 .returning(Job.message_id)
-                .execution_options(synchronize_session=False)
             )
         ).scalars()
     )
@@ -494,7 +484,6 @@ async def cancel_message_sends(session: AsyncSession, message_ids: Sequence[int]
         update(JOBS)
         .where(Job.message_id.in_(list(message_ids)), Job.lane == "send", Job.state == "queued")
         .values(state="cancelled", updated_at=dialect.now(session))
-        .execution_options(synchronize_session=False)
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
 
@@ -506,14 +495,12 @@ async def release_held_for_install(session: AsyncSession, location_id: str) -> N
         update(JOBS)
         .where(Job.location_id == location_id, Job.lane == "send", Job.state == "queued")
         .values(run_at=now, updated_at=now)
-        .execution_options(synchronize_session=False)
     )
     await dialect.notify_jobs(session, ["send"])
     await session.execute(
-        update(Message)
+        update(MESSAGES)
         .where(Message.location_id == location_id, Message.held == "install")
         .values(held=None)
-        .execution_options(synchronize_session=False)
     )
 
 
@@ -536,7 +523,6 @@ async def repoint_sends(session: AsyncSession, message_ids: Sequence[int], accou
         update(JOBS)
         .where(Job.message_id.in_(list(message_ids)), Job.lane == "send", Job.state == "queued")
         .values(account_id=account_id, run_at=now, updated_at=now)
-        .execution_options(synchronize_session=False)
     )
     await dialect.notify_jobs(session, ["send"])
 

@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 from sqlalchemy import Select, Table, bindparam, exists, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from castbridge.secrets import SealedPhone
@@ -126,11 +125,10 @@ def _insert_message(dialect_name: str) -> Any:
     source = select(*(bindparam(c, type_=table.c[c].type).label(c) for c in _INSERT_COLUMNS)).where(
         ~elsewhere
     )
-    insert = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
     # The Core table, not the ORM entity: with a parameter dict an ORM insert would be taken
     # for an ORM bulk insert.
     return (
-        insert(table)
+        dialect.insert_for(dialect_name, table)
         .from_select(list(_INSERT_COLUMNS), source)
         .on_conflict_do_nothing(index_elements=["location_id", "ghl_message_id"])
         .returning(table.c.id)
@@ -249,12 +247,7 @@ async def update_message(
     condition = Message.id == message_id
     if only_if_status is not None:
         condition = condition & Message.status.in_(list(only_if_status))
-    result = await session.execute(
-        update(MESSAGES)
-        .where(condition)
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
+    result = await session.execute(update(MESSAGES).where(condition).values(**values))
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
@@ -316,10 +309,7 @@ async def set_held(session: AsyncSession, account_id: int, held: str | None) -> 
     """Mark (or clear) the queued messages of an account as held for it."""
     condition = (Message.account_id == account_id) & (Message.status == "queued")
     result = await session.execute(
-        update(MESSAGES)
-        .where(condition)
-        .values(held=held, updated_at=utcnow())
-        .execution_options(synchronize_session=False)
+        update(MESSAGES).where(condition).values(held=held, updated_at=utcnow())
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
 
@@ -386,7 +376,6 @@ async def repin_unattempted(
                 held=None,
                 updated_at=utcnow(),
             )
-            .execution_options(synchronize_session=False)
         )
     return ids
 
@@ -406,7 +395,6 @@ async def cancel(session: AsyncSession, message_ids: Sequence[int], reason: str)
             finished_at=utcnow(),
             updated_at=utcnow(),
         )
-        .execution_options(synchronize_session=False)
     )
     for message_id in message_ids:
         await record_attempt(
