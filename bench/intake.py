@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench import postgres
 from bench.harness import (
     LIFTED,
     Castbridge,
@@ -37,6 +39,7 @@ async def _timed(
     concurrency: int,
     proc: Any,
     warmup: int,
+    database_cpu: Callable[[], float] | None = None,
 ) -> dict[str, Any]:
     url = cb_or_url if isinstance(cb_or_url, str) else cb_or_url.delivery_url
     async with Generator(concurrency) as gen:
@@ -45,9 +48,15 @@ async def _timed(
         if warm:
             await gen.fire(url, warm)
         proc.mark()
+        database0 = database_cpu() if database_cpu is not None else 0.0
         result = await gen.fire(url, timed)
         figures = result.figures()
         figures["server_cpu_seconds"] = round(proc.cpu_since_mark(), 3)
+        if database_cpu is not None:
+            # A database server's CPU is in its own processes, not castbridge's: beside it.
+            figures["postgres_server_cpu_ms_per_request"] = round(
+                1000 * (database_cpu() - database0) / max(1, result.acknowledged), 3
+            )
         figures["server_cpu_share"] = round(figures["server_cpu_seconds"] / result.seconds, 2)
         figures["server_cpu_ms_per_request"] = round(
             1000 * figures["server_cpu_seconds"] / max(1, result.acknowledged), 3
@@ -63,6 +72,7 @@ async def _measure(
     requests: int,
     concurrency: int,
     worker: bool,
+    database_cpu: Callable[[], float] | None = None,
 ) -> dict[str, Any]:
     await install(cb, locations)
     warmup = _warmup(requests)
@@ -71,7 +81,7 @@ async def _measure(
         await sbx.register([hook.payload for hook in hooks])
         await sbx.emit()
         before = (await sbx.stats())["cast"]["sends"]
-    figures = await _timed(cb, cb.url, hooks, concurrency, cb.proc, warmup)
+    figures = await _timed(cb, cb.url, hooks, concurrency, cb.proc, warmup, database_cpu)
     if worker:
         # Proof the worker was busy during the timed run: Cast sends it made meanwhile.
         figures["cast_sends_during_run"] = (await sbx.stats())["cast"]["sends"] - before
@@ -102,6 +112,32 @@ async def castbridge_intake(
         return await _measure(cb, sbx, locations, requests, concurrency, worker)
 
 
+async def postgres_intake(
+    sbx: Sandboxes, data_dir: Path, locations: list[str], requests: int, concurrency: int
+) -> dict[str, Any]:
+    """`castbridge_intake` with CASTBRIDGE_DATABASE_URL on a fresh database of a throwaway
+    PostgreSQL, or {"skipped": why} when there is none (the rest of the suite still runs)."""
+    async with postgres.server() as pg:
+        if isinstance(pg, str):
+            return {"skipped": pg}
+        async with pg.database() as url:
+            settings = _settings(sbx, data_dir, False, {"database_url": url})
+            async with castbridge(settings, log_name="castbridge-postgres") as cb:
+                figures = await _measure(
+                    cb, sbx, locations, requests, concurrency, False, pg.cpu_seconds
+                )
+            # Proof the webhooks went to PostgreSQL: the rows are there, and no SQLite file is.
+            figures["postgres_messages_stored"] = await pg.count(
+                url, "SELECT count(*) FROM messages"
+            )
+            figures["postgres_send_jobs_stored"] = await pg.count(
+                url, "SELECT count(*) FROM jobs WHERE kind = 'send'"
+            )
+            figures["sqlite_file_created"] = (data_dir / "castbridge.db").exists()
+            figures["postgres_settings"] = pg.settings
+            return figures
+
+
 async def run_intake(
     requests: int = 5000,
     concurrency: int = 256,
@@ -110,6 +146,7 @@ async def run_intake(
     bare: bool = True,
     worker_busy: bool = True,
     variants: bool = False,
+    with_postgres: bool = True,
 ) -> dict[str, Any]:
     """The intake benchmark; every run gets a fresh castbridge process and database."""
     locs = location_ids(locations)
@@ -145,6 +182,13 @@ async def run_intake(
                     result["castbridge_over_bare"] = round(
                         result["castbridge"]["ack_per_s"] / result["bare"]["ack_per_s"], 3
                     )
+                if with_postgres:
+                    pg = await postgres_intake(sbx, wd / "cb-pg", locs, requests, concurrency)
+                    result["castbridge_postgres"] = pg
+                    if "bare" in result and "ack_per_s" in pg:
+                        result["castbridge_postgres_over_bare"] = round(
+                            pg["ack_per_s"] / result["bare"]["ack_per_s"], 3
+                        )
                 if variants:
                     # Latency when castbridge is not saturated: 16 webhooks in flight.
                     result["castbridge_16"] = await castbridge_intake(
@@ -184,13 +228,16 @@ def summary(result: dict[str, Any]) -> list[str]:
     for key, label in (
         ("bare", "bare endpoint"),
         ("castbridge", "castbridge (worker off)"),
+        ("castbridge_postgres", "castbridge on PostgreSQL (worker off)"),
         ("castbridge_16", "castbridge, 16 in flight"),
         ("castbridge_log_warning", "castbridge, LOG_LEVEL=WARNING"),
         ("castbridge_sync_normal", "castbridge, SQLITE_SYNCHRONOUS=NORMAL"),
         ("castbridge_worker_busy", "castbridge (worker sending)"),
     ):
         fig = result.get(key)
-        if fig:
+        if fig and "skipped" in fig:
+            lines.append(f"{label:40s} skipped: {fig['skipped']}")
+        elif fig:
             lines.append(
                 f"{label:40s} {fig['ack_per_s']:8.1f} ack/s  p50 {fig['p50_ms']:7.1f} ms  "
                 f"p99 {fig['p99_ms']:7.1f} ms  server CPU {fig['server_cpu_share']:.2f} core  "
@@ -198,4 +245,11 @@ def summary(result: dict[str, Any]) -> list[str]:
             )
     if "castbridge_over_bare" in result:
         lines.append(f"castbridge/bare ratio: {result['castbridge_over_bare']:.3f}")
+    if "castbridge_postgres_over_bare" in result:
+        pg = result["castbridge_postgres"]
+        lines.append(
+            f"castbridge on PostgreSQL/bare ratio: {result['castbridge_postgres_over_bare']:.3f}; "
+            f"PostgreSQL's own CPU {pg['postgres_server_cpu_ms_per_request']:.2f} ms/request; "
+            f"{pg['postgres_messages_stored']} messages stored there"
+        )
     return lines
