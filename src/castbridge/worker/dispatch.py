@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from castbridge.logging import get_logger
 from castbridge.outbound import reconcile, report, send, status
 from castbridge.outbound.backoff import retry_delay
@@ -35,12 +37,14 @@ class Dispatcher:
         self.others: dict[str, OtherHandler] = {"gateway_event": status.apply_event}
         self.others.update(others or {})
 
-    async def contexts(self, jobs: Sequence[ClaimedJob]) -> dict[int, MessageContext]:
+    async def contexts(
+        self, session: AsyncSession, jobs: Sequence[ClaimedJob]
+    ) -> dict[int, MessageContext]:
+        """What the claimed jobs work on, read in the claim's transaction (one statement)."""
         ids = [job.message_id for job in jobs if job.message_id is not None]
         if not ids:
             return {}
-        async with self.runtime.store.read() as session:
-            found = await message_store.contexts(session, ids)
+        found = await message_store.contexts(session, ids)
         return {
             message_id: MessageContext(message, account, state, opt_out)
             for message_id, (message, account, state, opt_out) in found.items()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import os
 import socket
 import time
@@ -33,6 +34,8 @@ log = get_logger(__name__)
 # While LISTEN/NOTIFY is up, polling is only a safety net (a notification lost with its
 # connection is recovered at the reconnect): an idle worker reads the queue this rarely.
 LISTENING_POLL_SECONDS = 5.0
+# How far the database's clock (which decides what a claim takes) may trail this process's.
+CLOCK_SLACK = 0.05
 
 
 def new_worker_id() -> str:
@@ -77,13 +80,34 @@ class Worker:
         # Lanes the last cheap read found with nothing queued: the next look is that read
         # again, not a claim (a write transaction per lane) that would find nothing.
         self._empty: set[str] = set()
+        # Lanes whose last claim filled every free slot: only these may have more waiting when
+        # a slot frees; a lane the claim drained learns of new work from wake() and the reads.
+        self._saturated: set[str] = set()
+        # Bumped by every wake of a lane, so a queue read that began before the wake cannot
+        # overwrite what the wake said.
+        self._wakes: dict[str, int] = dict.fromkeys(self.capacity, 0)
+        self._last_read = float("-inf")  # monotonic time of the last next-due read
+        # When the jobs this process scheduled for later fall due (monotonic, and the job's id
+        # where known; a heap per lane), so a claim that drains a lane knows when to look again.
+        self._scheduled: dict[str, list[tuple[float, int]]] = {lane: [] for lane in self.capacity}
 
     def wake(self, lane: str | None = None) -> None:
         """New work was committed by this process: look now, not at the next tick."""
         for name in [lane] if lane else list(self._due):
-            if name in self._due:
-                self._due[name] = 0.0
-                self._empty.discard(name)
+            self.wake_at(name, None)
+
+    def wake_at(self, lane: str, when: datetime | None, job_id: int = 0) -> None:
+        """Work this process committed falls due at `when` (None: now): look then, without a
+        claim before it that would find nothing."""
+        if lane not in self._due:
+            return
+        now = time.monotonic()
+        wait = 0.0 if when is None else (when - datetime.now(UTC)).total_seconds()
+        if wait > 0:
+            heapq.heappush(self._scheduled[lane], (now + wait, job_id))
+        self._due[lane] = min(self._due[lane], now + max(0.0, wait))
+        self._empty.discard(lane)
+        self._wakes[lane] += 1
         self.wake_signal.set()
 
     def stop(self) -> None:
@@ -135,24 +159,37 @@ class Worker:
                         limit=free,
                         lease_seconds=self.settings.worker_lease_seconds,
                     )
+                    # What the jobs work on is read in the claim's own transaction: one
+                    # transaction per batch, and a failed read leaves the jobs unclaimed
+                    # instead of running them without their message.
+                    contexts = await self.dispatcher.contexts(session, jobs)
             except Exception:
                 log.exception("claim_failed", lane=lane)
                 self._due[lane] = now + self.settings.worker_poll_interval
                 continue
             if len(jobs) < free:
                 # The lane is drained for now: look again when something falls due.
-                self._due[lane] = now + self.settings.worker_poll_interval
+                self._saturated.discard(lane)
+                self._due[lane] = self._next_scheduled(lane, now, {job.id for job in jobs})
+            else:
+                self._saturated.add(lane)
             if jobs:
                 claimed += len(jobs)
-                await self._start(jobs)
+                self._start(jobs, contexts)
         return claimed
 
-    async def _start(self, jobs: list[ClaimedJob]) -> None:
-        try:
-            contexts = await self.dispatcher.contexts(jobs)
-        except Exception:
-            log.exception("context_load_failed", jobs=len(jobs))
-            contexts = {}
+    def _next_scheduled(self, lane: str, now: float, claimed: set[int]) -> float:
+        """After a claim drained `lane`: when the next job this process scheduled falls due, or
+        the poll interval. A job this claim took is done with; one due more than CLOCK_SLACK
+        ago was taken by some claim; one due inside the slack but not taken (the database's
+        clock may trail ours) is looked at again once the slack has passed."""
+        pending = self._scheduled[lane]
+        while pending and (pending[0][0] <= now - CLOCK_SLACK or pending[0][1] in claimed):
+            heapq.heappop(pending)
+        fallback = now + self.settings.worker_poll_interval
+        return min(fallback, max(pending[0][0], now + CLOCK_SLACK)) if pending else fallback
+
+    def _start(self, jobs: list[ClaimedJob], contexts: dict[int, MessageContext]) -> None:
         for job in jobs:
             ctx = contexts.get(job.message_id) if job.message_id is not None else None
             task = asyncio.create_task(self._run_one(job, ctx))
@@ -165,8 +202,9 @@ class Worker:
         job = self._tasks.pop(task, None)
         if job is not None:
             self._running[job.lane] -= 1
-            self._due[job.lane] = 0.0  # a slot is free: this lane may have more waiting
-            self._empty.discard(job.lane)
+            if job.lane in self._saturated:
+                self._due[job.lane] = 0.0  # a slot is free, and more may be waiting
+                self._empty.discard(job.lane)
         metrics.JOBS_IN_FLIGHT.set(len(self._tasks))
         self.wake_signal.set()
 
@@ -203,9 +241,9 @@ class Worker:
             log.exception("transition_failed", job_id=job.id, kind=job.kind)
             return
         for new_job in transition.enqueue:
-            self.wake(new_job.lane)
-        if transition.fate == "next" and transition.lane:
-            self.wake(transition.lane)
+            self.wake_at(new_job.lane, new_job.run_at)
+        if transition.fate in ("next", "retry"):
+            self.wake_at(transition.lane or job.lane, transition.run_at, job.id)
 
     async def _heartbeat(self) -> None:
         """Renew the leases of running jobs; put back the jobs of workers that died.
@@ -232,31 +270,43 @@ class Worker:
                     self.wake()
 
     async def _idle(self) -> None:
-        """Sleep until the next job of a lane with free slots falls due (one cheap read), or
-        until this process queues work, or the poll interval for other processes' work."""
-        timeout = self.settings.worker_poll_interval
+        """Sleep until the next job of a lane with free slots falls due, or until this process
+        queues work. What falls due is known from this process's own wakes; the queue itself
+        (one cheap read) is looked at once per poll interval, for other processes' work."""
+        self.wake_signal.clear()  # a wake from here on ends the sleep; earlier ones set _due
+        poll = self.settings.worker_poll_interval
         if self.listener is not None and self.listener.listening:
-            timeout = max(timeout, LISTENING_POLL_SECONDS)
+            poll = max(poll, LISTENING_POLL_SECONDS)
         lanes = [lane for lane, slots in self.capacity.items() if self._running[lane] < slots]
-        if lanes:
-            try:
-                async with self.store.read() as session:
-                    due = await job_store.next_due_by_lane(session, lanes)
-            except Exception:
-                due = {}
-            now_wall, now = datetime.now(UTC), time.monotonic()
-            for lane in lanes:
-                when = due.get(lane)
-                if when is None:
-                    self._due[lane] = now + timeout
-                    if lane in due:
-                        self._empty.add(lane)
-                    continue
-                self._empty.discard(lane)
-                wait = max(0.0, (when - now_wall).total_seconds())
-                self._due[lane] = now + wait
-                timeout = min(timeout, wait)
-        await self.wake_signal.wait(timeout)
+        if lanes and time.monotonic() - self._last_read >= self.settings.worker_poll_interval:
+            await self._read_due(lanes, poll)
+        now = time.monotonic()
+        timeout = poll
+        for lane in lanes:
+            if lane not in self._empty:
+                timeout = min(timeout, self._due[lane] - now)
+        if timeout > 0:
+            await self.wake_signal.wait(timeout)
+
+    async def _read_due(self, lanes: list[str], poll: float) -> None:
+        wakes = dict(self._wakes)
+        try:
+            async with self.store.read() as session:
+                due = await job_store.next_due_by_lane(session, lanes)
+        except Exception:
+            return
+        self._last_read = now = time.monotonic()
+        now_wall = datetime.now(UTC)
+        for lane in lanes:
+            if self._wakes[lane] != wakes[lane]:
+                continue  # woken while the read was in flight: the wake is newer
+            when = due.get(lane)
+            if when is None:
+                self._due[lane] = now + poll
+                self._empty.add(lane)
+                continue
+            self._empty.discard(lane)
+            self._due[lane] = now + max(0.0, (when - now_wall).total_seconds())
 
     async def _drain(self) -> None:
         """Give in-flight jobs the grace period, then cancel and hand the rest back."""

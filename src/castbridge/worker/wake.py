@@ -29,8 +29,11 @@ class Wake:
     def set(self) -> None:
         self._event.set()
 
-    async def wait(self, seconds: float) -> None:
+    def clear(self) -> None:
         self._event.clear()
+
+    async def wait(self, seconds: float) -> None:
+        """Until set (also if it was set before the wait began, after the last clear)."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._event.wait(), timeout=max(seconds, 0.005))
 
