@@ -53,6 +53,11 @@ def lease_for(timeout_seconds: float) -> timedelta:
 
 
 PAUSE_DURATION = timedelta(hours=1)
+# How long a fresh grant read from its row is used without reading the row again. A token
+# another process refreshed meanwhile still works or answers 401, and a 401 rereads the row
+# (`token_after_unauthorized`), so the window only bounds how late a pause or reinstall made
+# elsewhere is seen; it saves a read and a decryption on every HighLevel call.
+GRANT_CACHE_SECONDS = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +168,7 @@ class TokenProvider:
         pause_duration: timedelta = PAUSE_DURATION,
         poll_interval: float = 0.05,
         clock: Callable[[], datetime] = _utcnow,
+        cache_seconds: float = GRANT_CACHE_SECONDS,
     ) -> None:
         self._store = store
         self._margin = refresh_margin
@@ -172,6 +178,8 @@ class TokenProvider:
         self._poll = poll_interval
         self._clock = clock
         self._locks: dict[GrantKey, asyncio.Lock] = {}
+        self._cache_seconds = cache_seconds
+        self._cached: dict[GrantKey, tuple[float, StoredGrant]] = {}  # (monotonic expiry, grant)
 
     def _lock(self, key: GrantKey) -> asyncio.Lock:
         lock = self._locks.get(key)
@@ -179,7 +187,14 @@ class TokenProvider:
             lock = self._locks[key] = asyncio.Lock()
         return lock
 
+    def _remember(self, key: GrantKey, grant: StoredGrant) -> None:
+        if self._fresh(grant):
+            self._cached[key] = (time.monotonic() + self._cache_seconds, grant)
+        else:
+            self._cached.pop(key, None)
+
     async def _load(self, key: GrantKey) -> StoredGrant:
+        self._cached.pop(key, None)
         grant = await self._store.load_grant(key)
         label = f"{key.user_type} {key.resource_id}"
         if grant is None or grant.state == "uninstalled":
@@ -210,8 +225,12 @@ class TokenProvider:
 
     async def token(self, key: GrantKey, refresher: Refresher) -> AccessToken:
         """A token that will not expire within the margin, refreshing it first if needed."""
+        cached = self._cached.get(key)
+        if cached is not None and cached[0] > time.monotonic() and self._fresh(cached[1]):
+            return self._token(cached[1])
         grant = await self._load(key)
         if self._fresh(grant):
+            self._remember(key, grant)
             return self._token(grant)
         return await self._refresh(key, refresher, seen_version=grant.token_version, forced=False)
 
@@ -278,6 +297,7 @@ class TokenProvider:
             bound.warning("ghl_refresh_superseded")
             return self._token(await self._load(key))
         bound.info("ghl_token_refreshed", token_version=saved.token_version)
+        self._remember(key, saved)
         return self._token(saved)
 
     async def _call_refresh(

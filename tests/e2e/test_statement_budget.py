@@ -1,0 +1,87 @@
+"""What one message costs the database, webhook to final status, counted statement by statement.
+
+The worker is the part that can waste statements without any test noticing: a claim that
+finds nothing, a second transaction to read what the claim just took, the queue's next due time
+read again after every job, the HighLevel token read for every report. With the poll interval
+set far beyond the test, every statement in the window is caused by the one message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+
+from castbridge.sandbox.stack import run_stack, wait_for
+from tests.e2e.support import FAST, PH_MOBILE, cast_config, ghl_config, terminal
+
+FINAL = {"delivered", "failed"}
+QUIET = {**FAST, "worker_poll_interval": 60.0, "status_poll_schedule": "0.5,0.5,1"}
+
+
+def _kind(statement: str) -> str:
+    words = " ".join(statement.split()).lower()
+    if words.startswith("update jobs set state=?, attempts=(jobs.attempts + ?)"):
+        return "claim"
+    if words.startswith("update jobs") and "jobs.worker_id = ?" in words:
+        return "outcome"
+    if words.startswith("select (select min(jobs.run_at)"):
+        return "next_due"
+    if words.startswith("select installations."):
+        return "token"
+    if words == "begin":
+        return "read_transaction"
+    return words.split(None, 1)[0] if words else ""
+
+
+class Statements:
+    def __init__(self, engine: Any) -> None:
+        self.kinds: Counter[str] = Counter()
+        self.counting = False
+        event.listen(engine, "before_cursor_execute", self._seen)
+
+    def _seen(self, *args: Any) -> None:
+        if self.counting:
+            self.kinds[_kind(args[2])] += 1
+
+
+async def _one_message(s: Any, statements: Statements, n: int) -> None:
+    statements.counting = True
+    result = await s.ghl.send_delivery_webhook(
+        s.delivery_url, phone=PH_MOBILE.format(n), message=f"budget {n}"
+    )
+    assert result.status_code == 200
+    assert await wait_for(lambda: terminal(s.ghl, result.message_id), within=20, interval=0.02)
+    await asyncio.sleep(0.3)  # the report's own outcome is written after HighLevel answered
+    statements.counting = False
+
+
+async def test_one_message_costs_no_wasted_statements(tmp_path: Path) -> None:
+    """Each job is claimed once and none comes back empty; the claim carries what the job needs
+    (no separate read transaction); the idle worker does not reread the queue after every job
+    when it already knows what falls due next; a report reuses the location's token."""
+    async with run_stack(
+        tmp_path, cast_config=cast_config(), ghl_config=ghl_config(), **QUIET
+    ) as s:
+        await s.install()
+        statements = Statements(s.resources.store.engine.sync_engine)
+        await _one_message(s, statements, 1)  # warms the set-up cache and the token
+        await asyncio.sleep(0.5)
+        statements.kinds.clear()
+        await _one_message(s, statements, 2)
+        kinds = statements.kinds
+        # Jobs run: send, one or two polls, a report (an outcome each).
+        assert 3 <= kinds["outcome"] <= 4, kinds
+        assert kinds["claim"] == kinds["outcome"], kinds
+        assert kinds["next_due"] == 0, kinds
+        assert kinds["token"] == 0, kinds
+        # A read transaction per claim would show as a plain BEGIN per job.
+        assert kinds["read_transaction"] == 0, kinds
+        # Intake: one transaction, two INSERTs. Each job: a transaction for the claim and its
+        # context read, one for the outcome (the job's row and the message's).
+        assert kinds["begin"] == 1 + 2 * kinds["outcome"], kinds
+        statements = sum(count for kind, count in kinds.items() if kind != "begin")
+        assert statements <= 2 + 4 * kinds["outcome"], kinds
