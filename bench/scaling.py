@@ -1,10 +1,12 @@
-"""Scaling: intake and pipeline at 1, 10 and 100 locations, and the cost of a 10,000-job backlog."""
+"""Scaling: intake and pipeline at 1, 10 and 100 locations, and backlogs of up to 100,000 jobs."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,9 @@ from castbridge.store import jobs as job_store
 from castbridge.store.db import create_engine, create_sessionmaker
 
 LOCATION_STEPS = (1, 10, 100)
+CURVE_SIZES = (100, 1_000, 10_000, 100_000)
+QUICK_CURVE_SIZES = (100, 1_000, 10_000)
+CLONE_PREFIX = "benchclone"  # ghl_message_id of a prefilled copy: f"{CLONE_PREFIX}{serial:012d}"
 # Raised castbridge pacing for runs whose sandboxes have their limits lifted.
 RAISED: dict[str, Any] = {**cast_pacing(LIFTED), "ghl_rate_limit": 10.0}
 
@@ -149,6 +154,180 @@ async def backlog(prefill: int, batch: int, window: float, concurrency: int) -> 
     return result
 
 
+@dataclass
+class Templates:
+    """Rows that real webhooks stored (a queued message and its send job), copied by `prefill`."""
+
+    message_columns: list[str]
+    messages: list[tuple[Any, ...]]
+    job_columns: list[str]
+    jobs: dict[int, tuple[Any, ...]]  # message id -> its send job's row
+    cloned: int = 0
+
+
+def _templates(database: Path) -> Templates:
+    with contextlib.closing(sqlite3.connect(database)) as conn:
+        jobs = conn.execute("SELECT * FROM jobs WHERE kind = 'send' AND state = 'queued'")
+        job_columns = [column[0] for column in jobs.description]
+        by_message = {row[job_columns.index("message_id")]: row for row in jobs.fetchall()}
+        ids = ",".join(str(int(key)) for key in by_message)
+        messages = conn.execute(f"SELECT * FROM messages WHERE id IN ({ids}) ORDER BY id")
+        message_columns = [column[0] for column in messages.description]
+        rows = messages.fetchall()
+    return Templates(message_columns, rows, job_columns, by_message)
+
+
+def _queued_sends(database: Path) -> int:
+    with contextlib.closing(sqlite3.connect(database)) as conn:
+        row = conn.execute("SELECT count(*) FROM jobs WHERE kind = 'send' AND state = 'queued'")
+        return int(row.fetchone()[0])
+
+
+def prefill(database: Path, templates: Templates, size: int) -> list[dict[str, str]]:
+    """Top the queue up to `size` queued sends by copying the real rows, in one transaction.
+
+    Every column is copied as stored (same account, location, sealed phone, text, run_at
+    spacing, timestamps), so the worker handles a copy exactly as the webhook's own row; only
+    the message's id and messageId are new, and its job points at it. Posting 100,000 webhooks
+    would take minutes; this takes seconds. Returns the copies for the HighLevel sandbox.
+    """
+    need = size - _queued_sends(database)
+    if need <= 0:
+        return []
+    m_cols, j_cols = templates.message_columns, templates.job_columns
+    m_id, m_ghl = m_cols.index("id"), m_cols.index("ghl_message_id")
+    m_location, m_contact = m_cols.index("location_id"), m_cols.index("contact_id")
+    j_id, j_message = j_cols.index("id"), j_cols.index("message_id")
+    job_insert = [c for n, c in enumerate(j_cols) if n != j_id]
+    messages: list[tuple[Any, ...]] = []
+    jobs: list[tuple[Any, ...]] = []
+    registered: list[dict[str, str]] = []
+    with contextlib.closing(sqlite3.connect(database)) as conn, conn:
+        next_id = int(conn.execute("SELECT coalesce(max(id), 0) FROM messages").fetchone()[0]) + 1
+        for n in range(need):
+            template = templates.messages[n % len(templates.messages)]
+            row = list(template)
+            row[m_id] = next_id + n
+            row[m_ghl] = f"{CLONE_PREFIX}{templates.cloned + n:012d}"
+            messages.append(tuple(row))
+            job = list(templates.jobs[template[m_id]])
+            job[j_message] = next_id + n
+            jobs.append(tuple(value for k, value in enumerate(job) if k != j_id))
+            ids = {"messageId": row[m_ghl], "locationId": row[m_location]}
+            registered.append({**ids, "contactId": row[m_contact]})
+        marks = ",".join("?" for _ in m_cols)
+        conn.executemany(f"INSERT INTO messages ({','.join(m_cols)}) VALUES ({marks})", messages)
+        marks = ",".join("?" for _ in job_insert)
+        conn.executemany(f"INSERT INTO jobs ({','.join(job_insert)}) VALUES ({marks})", jobs)
+    templates.cloned += need
+    return registered
+
+
+def _copies_handled(database: Path) -> int:
+    """Prefilled copies the worker has taken past `queued` (proof it can send them)."""
+    with contextlib.closing(sqlite3.connect(database)) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM messages WHERE ghl_message_id LIKE ? AND status != 'queued'",
+            (f"{CLONE_PREFIX}%",),
+        )
+        return int(row.fetchone()[0])
+
+
+async def backlog_curve(
+    sizes: tuple[int, ...], batch: int, window: float, concurrency: int
+) -> list[dict[str, Any]]:
+    """Claim, intake and memory with 100 ... 100,000 sends queued, on one growing database.
+
+    The first size is posted as real webhooks (worker off); every larger one is topped up with
+    `prefill` while castbridge is stopped. At each size: the claim statement timed, a batch of
+    real webhooks timed against a fresh process, then a fresh process with the worker on
+    draining for `window` seconds (peak RSS is the process's high-water mark, so each phase
+    gets its own process).
+    """
+    locs = location_ids(100)  # enough locations that HighLevel's per-location cap never binds
+    curve: list[dict[str, Any]] = []
+    with workdir("backlog-curve") as wd:
+        async with sandboxes(wd, ghl_config(locs), cast_config()) as sbx:
+            settings = castbridge_settings(sbx, wd / "cb", run_worker=False, **RAISED)
+            worker_settings = settings.model_copy(update={"run_worker": True})
+            database = Path(str(settings.effective_database_url).split(":///", 1)[1])
+            seed = prepare(sbx.ghl, sizes[0], locs)
+            batches = [prepare(sbx.ghl, batch, locs) for _ in sizes]
+            await sbx.register([hook.payload for hooks in [seed, *batches] for hook in hooks])
+            await sbx.emit()
+            async with castbridge(settings, log_name="castbridge-seed") as cb:
+                await install(cb, locs)
+                async with Generator(concurrency) as gen:
+                    await gen.warm(cb.url)
+                    await gen.fire(cb.delivery_url, seed)
+            templates = _templates(database)
+            for size, hooks in zip(sizes, batches, strict=True):
+                began = time.monotonic()
+                copies = prefill(database, templates, size)
+                prefill_s = time.monotonic() - began
+                await sbx.register(copies)
+                await sbx.emit()
+                claim = await claim_timings(database)
+                async with (
+                    castbridge(settings, log_name=f"castbridge-{size}") as cb,
+                    Generator(concurrency) as gen,
+                ):
+                    await gen.warm(cb.url)
+                    cb.proc.mark()
+                    fired = (await gen.fire(cb.delivery_url, hooks)).figures()
+                    intake_cpu = cb.proc.cpu_since_mark()
+                    intake_rss = cb.proc.peak_rss_mib()
+                before = await sbx.stats()
+                started = time.monotonic()
+                async with castbridge(worker_settings, log_name=f"castbridge-drain-{size}") as cb:
+                    ready_s = time.monotonic() - started
+                    cb.proc.mark()
+                    await asyncio.sleep(window)
+                    drain_s = time.monotonic() - started - ready_s
+                    drain_cpu = cb.proc.cpu_since_mark()
+                    drain_rss = cb.proc.peak_rss_mib()
+                    after = await sbx.stats()
+                sent = after["cast"]["sends"] - before["cast"]["sends"]
+                curve.append(
+                    {
+                        "queued": size,
+                        "queued_sends_at_claim": claim["jobs"].get("send:queued", 0),
+                        "prefilled_copies": len(copies),
+                        "prefill_seconds": round(prefill_s, 2),
+                        "claim_p50_ms": claim["claim_p50_ms"],
+                        "claim_p99_ms": claim["claim_p99_ms"],
+                        "claimed_per_call": claim["claimed_per_call"],
+                        "intake_requests": fired["requests"],
+                        "intake_acknowledged": fired["acknowledged"],
+                        "intake_ack_per_s": fired["ack_per_s"],
+                        "intake_p50_ms": fired["p50_ms"],
+                        "intake_p99_ms": fired["p99_ms"],
+                        "intake_server_cpu_ms_per_request": round(
+                            1000 * intake_cpu / max(1, fired["acknowledged"]), 3
+                        ),
+                        "intake_peak_rss_mib": round(intake_rss, 1),
+                        "worker_start_seconds": round(ready_s, 2),
+                        "drain_window_seconds": round(drain_s, 1),
+                        "drain_sent": sent,
+                        "drain_sent_per_s": round(sent / drain_s, 1),
+                        "drain_cpu_share": round(drain_cpu / drain_s, 2),
+                        "drain_peak_rss_mib": round(drain_rss, 1),
+                        "copies_handled_so_far": _copies_handled(database),
+                    }
+                )
+                print(f"   backlog curve: {_curve_line(curve[-1])}", flush=True)
+    return curve
+
+
+def _curve_line(point: dict[str, Any]) -> str:
+    return (
+        f"{point['queued']:>7,} queued: claim p50 {point['claim_p50_ms']} ms / p99 "
+        f"{point['claim_p99_ms']} ms; intake {point['intake_ack_per_s']} ack/s, "
+        f"{point['intake_server_cpu_ms_per_request']} ms CPU/request; draining "
+        f"{point['drain_sent_per_s']} sends/s, peak RSS {point['drain_peak_rss_mib']} MiB"
+    )
+
+
 async def run(quick: bool) -> dict[str, Any]:
     if quick:
         intake = await intake_by_locations(120, 64)
@@ -158,6 +337,7 @@ async def run(quick: bool) -> dict[str, Any]:
             "100": await pipeline_run(100, 60, **RAISED),
         }
         queued = await backlog(400, 100, 4.0, 128)
+        curve = await backlog_curve(QUICK_CURVE_SIZES, 150, 3.0, 128)
     else:
         intake = await intake_by_locations(2000, 256)
         pipeline = {
@@ -166,7 +346,8 @@ async def run(quick: bool) -> dict[str, Any]:
             "100": await pipeline_run(100, 1000, **RAISED),
         }
         queued = await backlog(10_000, 2000, 45.0, 256)
-    return {"intake": intake, "pipeline": pipeline, "backlog": queued}
+        curve = await backlog_curve(CURVE_SIZES, 1000, 5.0, 256)
+    return {"intake": intake, "pipeline": pipeline, "backlog": queued, "backlog_curve": curve}
 
 
 def summary(result: dict[str, Any]) -> list[str]:
@@ -189,4 +370,5 @@ def summary(result: dict[str, Any]) -> list[str]:
         f"(vs {queued['claim_with_100_queued']['claim_p50_ms']} ms with 100 queued); "
         f"worker drains {queued['drain']['sent_per_s']} sends/s"
     )
+    lines += [_curve_line(point) for point in result.get("backlog_curve", [])]
     return lines
