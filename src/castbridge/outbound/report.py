@@ -5,11 +5,13 @@ ghl.md §8): retried on its own schedule, never a reason to refresh a token. A 4
 bucket is waited out without counting as an attempt; 5xx and network errors back off; a 401
 refreshes the token once (in the HighLevel client). Only forward transitions are sent; an
 operator's forced replay may try `delivered` after `failed` and records what HighLevel said.
+A report already due when a poll or send decides it is made inline by that job (`inline`).
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from castbridge import metrics
 from castbridge.ghl import errors as ghl_errors
@@ -65,6 +67,47 @@ async def run(rt: Runtime, job: ClaimedJob, ctx: MessageContext) -> Transition:
         attempt=AttemptRecord("report", f"forced: HighLevel accepted {status}", http_status=200)
         if forced
         else None,
+    )
+
+
+def due_now(transition: Transition) -> bool:
+    """The transition turns its job into a report that is due already."""
+    return (
+        transition.fate == "next"
+        and transition.kind == "report"
+        and (transition.run_at is None or transition.run_at <= utcnow())
+    )
+
+
+async def inline(
+    rt: Runtime, job: ClaimedJob, ctx: MessageContext, transition: Transition
+) -> Transition:
+    """Make the due report `transition` hands over now, in the job that decided it, instead of
+    through a report job's own claim, context read and outcome (a third of a message's
+    statements). Only a report HighLevel accepted (or one with nothing to do) is folded in;
+    anything else hands over to the report job as before, at the time this try asks for, so
+    retries, 429s and dead reports keep their one path. A crash between HighLevel's answer and
+    the outcome reruns the deciding job, which reports the same status again: harmless, since
+    reports are forward-only and repeat the status HighLevel already holds."""
+    as_report = replace(job, kind="report", lane="report", payload=transition.payload or {})
+    try:
+        outcome = await run(rt, as_report, ctx)
+    except Exception:
+        # The deciding job must not crash (and retry its own work) over its report: the report
+        # job takes it, with a report's crash handling.
+        log.exception("inline_report_failed", job_id=job.id)
+        return transition
+    if outcome.fate != "done" or (outcome.attempt is not None and transition.attempt is not None):
+        return replace(transition, run_at=outcome.run_at or transition.run_at)
+    return replace(
+        transition,
+        fate="done",
+        kind=None,
+        lane=None,
+        payload=None,
+        run_at=None,
+        message={**(transition.message or {}), **(outcome.message or {})},
+        attempt=transition.attempt or outcome.attempt,
     )
 
 

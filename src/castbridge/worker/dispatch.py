@@ -54,7 +54,10 @@ class Dispatcher:
         if job.kind in MESSAGE_HANDLERS:
             if ctx is None:
                 return Transition(fate="dead", error="its message no longer exists")
-            return await MESSAGE_HANDLERS[job.kind](self.runtime, job, ctx)
+            transition = await MESSAGE_HANDLERS[job.kind](self.runtime, job, ctx)
+            if transition is not None and job.kind != "report" and report.due_now(transition):
+                return await report.inline(self.runtime, job, ctx, transition)
+            return transition
         handler = self.others.get(job.kind)
         if handler is None:
             return Transition(fate="dead", error=f"unknown job kind {job.kind}")
