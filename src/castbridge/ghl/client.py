@@ -231,7 +231,9 @@ class GHLClient:
             raise network_error from None
         elapsed_ms = int((time.monotonic() - started) * 1000)
         metrics.GHL_CALLS.labels(endpoint.name, str(response.status_code)).inc()
-        log.info(
+        # A call HighLevel answered 2xx is counted in /metrics and logged only at DEBUG: at INFO
+        # it was a line per report nobody reads; anything else keeps its line (and trace id).
+        (log.debug if response.is_success else log.info)(
             "ghl_call",
             operation=endpoint.name,
             status=response.status_code,

@@ -138,7 +138,8 @@ class CastClient:
             idempotency_key=idempotency_key,
             messages=1,
         )
-        log.info(
+        # DEBUG: the worker's `gateway_accepted` line says the same at INFO, once per send.
+        log.debug(
             "cast.send.accepted",
             channel=channel,
             to=mask_phone(to),

@@ -256,7 +256,8 @@ class CastBrickClient:
                 "CastBrick accepted the request but dispatched it to no recipient",
                 code="SMS.NoRecipients",
             )
-        log.info(
+        # DEBUG: the worker's `gateway_accepted` line says the same at INFO, once per send.
+        log.debug(
             "castbrick.send.accepted",
             to=mask_phone(to),
             message_id=result.message_id,

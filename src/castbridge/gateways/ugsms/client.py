@@ -102,7 +102,8 @@ class UgsmsClient:
         except ValidationError as exc:
             raise _invalid(exc) from None
         result = await self._call("POST", "/sms/send", "send", body.to_json(), _send_model)
-        log.info(
+        # DEBUG: the worker's `gateway_accepted` line says the same at INFO, once per send.
+        log.debug(
             "ugsms.send.accepted",
             to=mask_phone(joined),
             message_id=result.message_id,
