@@ -1,7 +1,8 @@
 """The bare baseline: a FastAPI endpoint that reads the body and answers 200, under uvicorn.
 
-Run as `python -m bench.bare PORT`. Same server stack and settings as `castbridge serve` (uvicorn,
-h11, no access log), so castbridge/bare is what castbridge's own work costs per request.
+Run as `python -m bench.bare PORT`. Same server stack and settings as `castbridge serve` (uvicorn
+with whichever HTTP parser and event loop it picks, httptools and uvloop when installed, as they
+are; no access log), so castbridge/bare is what castbridge's own work costs per request.
 """
 
 from __future__ import annotations
