@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, cast
 
-from sqlalchemy import Table, and_, func, or_, select, text, update
+from sqlalchemy import ColumnElement, Table, and_, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from castbridge.store import dialect
@@ -140,9 +140,16 @@ async def claim(
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
+    owned: ColumnElement[bool] = Job.id.in_(candidates.scalar_subquery())
+    if not dialect.is_sqlite(session):
+        # Belt and braces beside SKIP LOCKED. On SQLite the statement runs alone (one writer)
+        # and this second `state` test made the planner walk every queued job through the
+        # (state, lease_until) index instead of fetching the chosen ids by primary key: a claim
+        # cost 1.9 ms with 100 queued and 7.2 ms with 100,000.
+        owned = and_(owned, Job.state == "queued")
     statement = (
         update(JOBS)
-        .where(Job.id.in_(candidates.scalar_subquery()), Job.state == "queued")
+        .where(owned)
         .values(
             state="running",
             lease_until=now + timedelta(seconds=lease_seconds),
