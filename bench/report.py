@@ -655,7 +655,9 @@ def _fairness(result: dict[str, Any]) -> list[str]:
             f"{fig['b_behind_backlog_final_s']} s",
             fig["a_sent_before_b"],
             f"{fig['a_first_final_s']} s",
-            f"{fig['a_last_send_s']} s",
+            f"{fig['a_last_send_s']} s"
+            if "a_last_send_s" in fig
+            else f"not drained ({fig['a_sent_when_stopped']} sent by then)",
             f"{fig['a_send_rate_per_s']:.2f}/s",
             fig["rate_limited_429"],
             fig["billed_twice"],
