@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import httpx2
@@ -112,10 +113,15 @@ class Resources:
         """This process changed a location: drop its cached set-up."""
         self.setups.forget(location_id)
 
-    def wake(self, lane: str | None = None) -> None:
+    def wake(self, lane: str | None = None, when: datetime | None = None) -> None:
+        """This process committed work for `lane` (every lane: None), due at `when` (now: None)."""
         worker = self.worker
-        if worker is not None:
-            worker.wake(lane)
+        if worker is None:
+            return
+        if lane is None:
+            worker.wake()
+        else:
+            worker.wake_at(lane, when)
 
 
 @contextlib.asynccontextmanager

@@ -116,3 +116,28 @@ async def test_a_final_status_found_by_a_poll_is_reported_in_the_polls_run(tmp_p
             (message,) = await message_store.by_ghl_id(session, ghl_message_id)
             jobs = await job_store.for_message(session, message.id)
         assert [(job.kind, job.state) for job in jobs] == [("poll", "done")]
+
+
+async def test_a_spaced_burst_is_sent_on_time_without_polling(tmp_path: Path) -> None:
+    """Intake queues a burst on a rate-limited account spread into the future; the worker
+    knows each send's due time from the wake, so with polling as good as off (60 s) every
+    message still goes out at the account's rate, not at the next poll."""
+    rate = 4.0
+    limited = {**QUIET, "gateway_settings": {"cast": {"rate_limit": rate}}}
+    async with run_stack(
+        tmp_path, cast_config=cast_config(), ghl_config=ghl_config(), **limited
+    ) as s:
+        await s.install()
+        posted = await asyncio.gather(
+            *(
+                s.ghl.send_delivery_webhook(
+                    s.delivery_url, phone=PH_MOBILE.format(n), message=f"spaced {n}"
+                )
+                for n in range(12)
+            )
+        )
+        assert {result.status_code for result in posted} == {200}
+        # 12 at 4/s is about 3 s of spacing (less the account's burst); the next poll is 60 s.
+        assert await wait_for(lambda: len(s.cast.messages) == 12, within=15, interval=0.05), len(
+            s.cast.messages
+        )

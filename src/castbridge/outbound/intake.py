@@ -83,6 +83,7 @@ class IntakeResult:
     held: str | None = None
     error_code: str | None = None
     error_message: str | None = None
+    send_at: datetime | None = None  # when its send job falls due (spaced at the account's rate)
 
     @property
     def duplicate(self) -> bool:
@@ -203,6 +204,7 @@ class Intake:
             held=judged.held,
             error_code=message.error_code,
             error_message=message.error_message,
+            send_at=job.run_at if job is not None and job.kind == "send" else None,
         )
 
     async def _judge(self, payload: ProviderOutboundMessage, setup: LocationSetup) -> _Judged:

@@ -121,7 +121,9 @@ async def delivery(request: Request) -> Any:
             log.exception("delivery_store_failed", location_id=payload.location_id)
         return busy("delivery")
     if result.status == "queued":
-        resources.wake("send")
+        # With its due time: a burst is spaced into the future, and the worker should look
+        # when each send falls due, not at its next poll.
+        resources.wake("send", result.send_at)
     elif result.status == "failed":
         resources.wake("report")
     status = (result.held and "held") or result.status

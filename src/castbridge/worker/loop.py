@@ -36,6 +36,9 @@ log = get_logger(__name__)
 LISTENING_POLL_SECONDS = 5.0
 # How far the database's clock (which decides what a claim takes) may trail this process's.
 CLOCK_SLACK = 0.05
+# Due times remembered per lane at most: beyond them (a burst of 100,000 spaced sends) the
+# once-per-poll-interval queue read finds what falls due next.
+SCHEDULED_CAP = 10_000
 
 
 def new_worker_id() -> str:
@@ -103,7 +106,7 @@ class Worker:
             return
         now = time.monotonic()
         wait = 0.0 if when is None else (when - datetime.now(UTC)).total_seconds()
-        if wait > 0:
+        if wait > 0 and len(self._scheduled[lane]) < SCHEDULED_CAP:
             heapq.heappush(self._scheduled[lane], (now + wait, job_id))
         self._due[lane] = min(self._due[lane], now + max(0.0, wait))
         self._empty.discard(lane)
