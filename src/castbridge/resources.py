@@ -115,13 +115,8 @@ class Resources:
 
     def wake(self, lane: str | None = None, when: datetime | None = None) -> None:
         """This process committed work for `lane` (every lane: None), due at `when` (now: None)."""
-        worker = self.worker
-        if worker is None:
-            return
-        if lane is None:
-            worker.wake()
-        else:
-            worker.wake_at(lane, when)
+        if self.worker is not None:
+            self.worker.wake(lane, when)
 
 
 @contextlib.asynccontextmanager

@@ -16,6 +16,8 @@ from typing import Any
 from sqlalchemy import event
 
 from castbridge.sandbox.stack import run_stack, wait_for
+from castbridge.store import jobs as job_store
+from castbridge.store import messages as message_store
 from tests.e2e.support import FAST, PH_MOBILE, cast_config, ghl_config, terminal
 
 FINAL = {"delivered", "failed"}
@@ -92,9 +94,6 @@ async def test_one_message_costs_no_wasted_statements(tmp_path: Path) -> None:
 async def test_a_final_status_found_by_a_poll_is_reported_in_the_polls_run(tmp_path: Path) -> None:
     """The poll that finds the final status, once the report is due, tells HighLevel itself:
     no report job is claimed and read again for it (a claim, a read and an outcome saved)."""
-    from castbridge.store import jobs as job_store
-    from castbridge.store import messages as message_store
-
     # The report is due (and HighLevel ready for it) before the gateway's status is final.
     due_early = {**QUIET, "report_initial_delay_seconds": 0.2}
     async with run_stack(

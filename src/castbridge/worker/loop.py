@@ -94,10 +94,11 @@ class Worker:
         # where known; a heap per lane), so a claim that drains a lane knows when to look again.
         self._scheduled: dict[str, list[tuple[float, int]]] = {lane: [] for lane in self.capacity}
 
-    def wake(self, lane: str | None = None) -> None:
-        """New work was committed by this process: look now, not at the next tick."""
+    def wake(self, lane: str | None = None, when: datetime | None = None) -> None:
+        """New work was committed by this process for `lane` (every lane: None), due at `when`
+        (now: None): look then, not at the next tick."""
         for name in [lane] if lane else list(self._due):
-            self.wake_at(name, None)
+            self.wake_at(name, when)
 
     def wake_at(self, lane: str, when: datetime | None, job_id: int = 0) -> None:
         """Work this process committed falls due at `when` (None: now): look then, without a
