@@ -10,20 +10,48 @@ caller (a job) is simply rescheduled for then and the worker slot goes to other 
 Two pacers: `LocalPacer` keeps buckets in this process (the single-process SQLite default);
 `DatabasePacer` keeps them in PostgreSQL rows so every castbridge process shares one budget.
 `BlockingPacer` wraps either for the CLI, where waiting is what a person expects.
+
+A refusal inside `holding(job)` also books the next token for that job (`LocalPacer`): the job
+is told exactly when to come back and the token waits for it, so a job of another location that
+falls due just as the bucket refills cannot take it. Without this, a message refused behind a
+backlog pre-spaced at the account's rate was requeued a little after each refill and lost every
+refill to the backlog's next message (gateways.md §6 fairness; issue 13).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 # Buckets are small: at most this many distinct keys are kept in memory per process.
 MAX_LOCAL_BUCKETS = 100_000
+# A holder back this much before its booked token is let through: the queue's clock and this
+# process's monotonic clock are read at slightly different moments.
+HOLD_SLACK_SECONDS = 0.02
+# A booked token whose holder has not come back this long after it was due is forgotten (the
+# job was cancelled, its location uninstalled, or it failed at another bucket first). The token
+# stays spent: forgetting never lets anything over the rate.
+HOLD_EXPIRY_SECONDS = 60.0
+
+# Who is asking: a job's id while it sends, so a refusal can book the next token for it.
+_holder: ContextVar[str | None] = ContextVar("castbridge_pacing_holder", default=None)
+
+
+@contextlib.contextmanager
+def holding(holder: str | None) -> Iterator[None]:
+    """Takes in this block are made for `holder` (a job that will come back when told)."""
+    token = _holder.set(holder)
+    try:
+        yield
+    finally:
+        _holder.reset(token)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,12 +67,16 @@ class Limit:
 
 
 class Throttled(Exception):
-    """The bucket `key` has no tokens now; try again in `wait` seconds. Nothing was sent."""
+    """The bucket `key` has no tokens now; try again in `wait` seconds. Nothing was sent.
 
-    def __init__(self, key: str, wait: float) -> None:
+    `reserved`: the token due in `wait` seconds is booked for the holder that asked; it should
+    come back then, without jitter, and will get it."""
+
+    def __init__(self, key: str, wait: float, *, reserved: bool = False) -> None:
         super().__init__(f"rate limit {key}: retry in {wait:.3f} s")
         self.key = key
         self.wait = max(0.0, wait)
+        self.reserved = reserved
 
 
 class Pacer(Protocol):
@@ -64,8 +96,9 @@ def _needed(limit: Limit, cost: float) -> float:
 
 @dataclass(slots=True)
 class _Bucket:
-    tokens: float
+    tokens: float  # below zero while tokens are booked for holders
     updated: float  # may lie in the future while paused
+    held: dict[str, float] = field(default_factory=dict)  # holder -> when its token is due
 
 
 class LocalPacer:
@@ -88,17 +121,39 @@ class LocalPacer:
         bucket = self._bucket(key, limit, now)
         if bucket.updated > now:
             raise Throttled(key, bucket.updated - now + _needed(limit, cost) / limit.rate)
+        holder = _holder.get()
+        if holder is not None and holder in bucket.held:
+            due = bucket.held[holder]
+            if due > now + HOLD_SLACK_SECONDS:
+                raise Throttled(key, due - now, reserved=True)
+            del bucket.held[holder]  # its token was taken when it was booked
+            return
         bucket.tokens = min(limit.burst, bucket.tokens + (now - bucket.updated) * limit.rate)
         bucket.updated = now
         need = _needed(limit, cost)
         if bucket.tokens + 1e-9 < need:
-            raise Throttled(key, (need - bucket.tokens) / limit.rate)
+            wait = (need - bucket.tokens) / limit.rate
+            # Booked only a burst ahead: a herd of due jobs must not reserve the bucket for
+            # minutes, or a message arriving after it would wait behind all of it.
+            if holder is not None and bucket.tokens - cost >= -limit.burst - 1e-9:
+                self._book(bucket, holder, now + wait, now)
+                bucket.tokens -= cost
+                raise Throttled(key, wait, reserved=True)
+            raise Throttled(key, wait)
         bucket.tokens -= cost
+
+    @staticmethod
+    def _book(bucket: _Bucket, holder: str, due: float, now: float) -> None:
+        stale = [h for h, at in bucket.held.items() if at < now - HOLD_EXPIRY_SECONDS]
+        for gone in stale:
+            del bucket.held[gone]
+        bucket.held[holder] = due
 
     async def pause(self, key: str, limit: Limit, seconds: float) -> None:
         now = self._clock()
         bucket = self._bucket(key, limit, now)
-        bucket.tokens = 0.0
+        bucket.tokens = 0.0  # forgives the booked tokens too: their holders ask again
+        bucket.held.clear()
         bucket.updated = max(bucket.updated, now + max(0.0, seconds))
 
 

@@ -8,6 +8,7 @@ import asyncio
 import math
 import time
 from pathlib import Path
+from typing import Any
 
 from castbridge.gateways.cast.retry import send_limit
 from castbridge.sandbox.cast import DEFAULT_API_KEY, SandboxAccount
@@ -77,4 +78,52 @@ async def test_a_message_behind_another_locations_backlog_on_the_same_account_go
             due_first,
         )
         assert s.ghl.statuses(lone.message_id) == ["delivered"]
+        assert {tuple(s.ghl.statuses(m)) for m in everyone} == {("delivered",)}
+
+
+async def test_a_message_arriving_while_a_backlog_drains_at_the_accounts_rate_goes_next(
+    tmp_path: Path,
+) -> None:
+    """B's message arrives while A's backlog goes out on time at the shared account's full
+    rate, so the bucket is empty and B is refused at first. A refused send keeps its place: the
+    next token is B's, not that of A's next pre-spaced message falling due just as it refills
+    (B used to be requeued a little after each refill and lost every one to A's next message,
+    until noise let it through or A's backlog drained)."""
+    backlog_location, other = LOCATIONS[0], LOCATIONS[1]
+    limited = cast_config(
+        accounts=[SandboxAccount(api_key=DEFAULT_API_KEY, credits=10_000, rate_limit=RATE)]
+    )
+    overrides = {**FAST, "gateway_settings": {"cast": {"rate_limit": RATE}}}
+    async with run_stack(tmp_path, cast_config=limited, ghl_config=ghl_config(), **overrides) as s:
+        await s.install(backlog_location)
+        await s.install(other)
+
+        def post(n: int, location: str) -> Any:
+            return s.ghl.send_delivery_webhook(
+                s.delivery_url, phone=PH_MOBILE.format(n), message=f"m {n}", location_id=location
+            )
+
+        # One message first, so tokens are minted and the worker is warm: A's backlog then
+        # goes out exactly on its pre-spaced schedule, each message due as the bucket refills.
+        first = await post(0, backlog_location)
+        assert await wait_for(lambda: len(s.cast.messages) == 1, within=30)
+        await asyncio.sleep(1.0 / RATE * BURST)  # the bucket is full again
+        results = [
+            first,
+            *await asyncio.gather(*(post(n, backlog_location) for n in range(1, BACKLOG))),
+        ]
+        assert {r.status_code for r in results} == {200}
+        assert await wait_for(lambda: len(s.cast.messages) >= BURST + 6, within=30)
+        sent_before = len(s.cast.messages)
+        lone = await post(999, other)
+        assert lone.status_code == 200
+        everyone = [r.message_id for r in results] + [lone.message_id]
+        assert await wait_for(lambda: all(terminal(s.ghl, m) for m in everyone), within=60)
+        order = _send_order(s)
+        assert sorted(order) == sorted(everyone)  # each once
+        waited_behind = order.index(lone.message_id) - sent_before
+        assert sent_before < BACKLOG - 10, sent_before  # most of the backlog was still queued
+        # One of A's may have been in flight when B arrived; B has the next token. (Before the
+        # fix B lost the refills that followed: 1 to 6 of them in eight runs here.)
+        assert waited_behind <= 1, (waited_behind, sent_before)
         assert {tuple(s.ghl.statuses(m)) for m in everyone} == {("delivered",)}

@@ -20,7 +20,7 @@ from castbridge.gateways.base import Gateway, GatewayError, RateLimitedError, Se
 from castbridge.gateways.directory import AccountUnusable
 from castbridge.inbound.optouts import OPTED_OUT_CODE, refusal_text
 from castbridge.inbound.record import with_gateway_optout
-from castbridge.limits import Throttled
+from castbridge.limits import Throttled, holding
 from castbridge.logging import get_logger
 from castbridge.outbound.backoff import retry_delay, throttled_delay
 from castbridge.outbound.reconcile_gaps import check_gap
@@ -136,10 +136,13 @@ async def run(rt: Runtime, job: ClaimedJob, ctx: MessageContext) -> Transition:
         )
     started = time.monotonic()
     try:
-        result = await gateway.send(request)
+        with holding(f"job:{job.id}"):
+            result = await gateway.send(request)
     except Throttled as exc:
         await _undo_mark(rt, message, caps.idempotency_keys)
-        return later(job, throttled_delay(exc.wait), count=False)
+        # A booked token is this job's alone: back exactly when it is due, no jitter.
+        wait = exc.wait if exc.reserved else throttled_delay(exc.wait)
+        return later(job, wait, count=False)
     except GatewayError as exc:
         elapsed = int((time.monotonic() - started) * 1000)
         return await _failed(rt, job, message, gateway, exc, elapsed)
