@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from castbridge.limits import DatabasePacer, Limit, Throttled
+from castbridge.limits import DatabasePacer, Limit, Throttled, holding
 from castbridge.store.db import create_sessionmaker
 
 
@@ -80,3 +80,37 @@ async def test_a_bulk_above_the_burst_goes_into_debt(pg_engine: AsyncEngine) -> 
     with pytest.raises(Throttled) as caught:
         await pacer.take("acct:bulk", limit)
     assert caught.value.wait >= 1.5  # 15 tokens of debt plus one, at 10/s
+
+
+async def test_a_refused_job_gets_the_next_token_before_another_process(
+    pg_engine: AsyncEngine,
+) -> None:
+    """A job refused on an empty shared bucket has the next token booked for it: a take by
+    another process at the moment the bucket refills is refused, and the job, back when told,
+    takes its token without asking the database again. Before, the other process took it."""
+    limit = Limit(rate=5.0, burst=1.0)  # one token every 0.2 s
+    ours, theirs = (DatabasePacer(create_sessionmaker(pg_engine)) for _ in range(2))
+    await theirs.take("acct:fair", limit)
+    with holding("job:b"), pytest.raises(Throttled) as refused:
+        await ours.take("acct:fair", limit)
+    assert refused.value.reserved
+    assert 0 < refused.value.wait <= 0.2
+    await asyncio.sleep(refused.value.wait + 0.01)
+    with pytest.raises(Throttled) as later:
+        await theirs.take("acct:fair", limit)  # the refill went to job:b
+    assert 0.1 < later.value.wait <= 0.21
+    with holding("job:b"):
+        await ours.take("acct:fair", limit)
+
+
+async def test_bookings_stop_a_burst_ahead(pg_engine: AsyncEngine) -> None:
+    """A herd of due jobs books at most a burst's worth of tokens; the rest are refused."""
+    limit = Limit(rate=1.0, burst=2.0)
+    pacer = DatabasePacer(create_sessionmaker(pg_engine))
+    await pacer.take("acct:herd", limit, cost=2)
+    booked = []
+    for n in range(4):
+        with holding(f"job:{n}"), pytest.raises(Throttled) as refused:
+            await pacer.take("acct:herd", limit)
+        booked.append(refused.value.reserved)
+    assert booked == [True, True, False, False]

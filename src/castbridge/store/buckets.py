@@ -32,7 +32,9 @@ _TAKE = text(
     u AS (
         UPDATE rate_buckets r SET tokens = c.avail - c.cost, updated_at = c.e
         FROM c
-        WHERE r.key = c.key AND c.updated_at <= c.e AND c.avail + 1e-9 >= LEAST(c.cost, c.burst)
+        WHERE r.key = c.key AND c.updated_at <= c.e
+          AND (c.avail + 1e-9 >= LEAST(c.cost, c.burst)
+               OR (CAST(:reserve AS boolean) AND c.avail - c.cost >= -c.burst - 1e-9))
         RETURNING r.key
     )
     SELECT c.avail, c.updated_at, c.e, (SELECT count(*) FROM u) AS taken FROM c
@@ -59,19 +61,25 @@ _PAUSE = text(
 )
 
 
-async def take(session: AsyncSession, key: str, rate: float, burst: float, cost: float) -> float:
-    """Spend `cost` tokens of `key` and return 0, or return the seconds until they exist."""
-    params = {"key": key, "rate": rate, "burst": burst, "cost": cost}
+async def take(
+    session: AsyncSession, key: str, rate: float, burst: float, cost: float, *, book: bool = False
+) -> tuple[float, bool]:
+    """Spend `cost` tokens of `key` and return (0, False), or return the seconds until they
+    exist. With `book`, a refusal on an unpaused bucket less than a burst in debt spends the
+    tokens anyway, booked for the caller: it returns (seconds, True) and the caller may send
+    then without asking again."""
+    params = {"key": key, "rate": rate, "burst": burst, "cost": cost, "reserve": book}
     row = (await session.execute(_TAKE, params)).one_or_none()
     if row is None:
         if (await session.execute(_CREATE, params)).scalar_one_or_none() is not None:
-            return 0.0
+            return 0.0, False
         row = (await session.execute(_TAKE, params)).one()  # created concurrently: try again
-    if row.taken:
-        return 0.0
     need = min(cost, burst)
+    short = max(0.0, need - float(row.avail))
+    if row.taken:
+        return (short / rate, True) if short > 1e-9 else (0.0, False)
     paused_for = max(0.0, float(row.updated_at) - float(row.e))
-    return paused_for + max(0.0, need - float(row.avail)) / rate
+    return paused_for + short / rate, False
 
 
 async def pause(session: AsyncSession, key: str, burst: float, seconds: float) -> None:
