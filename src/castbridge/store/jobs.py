@@ -9,12 +9,24 @@ result is one `Transition`, applied in one transaction by `apply`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, cast
 
-from sqlalchemy import ColumnElement, Table, and_, func, or_, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    Table,
+    Update,
+    and_,
+    bindparam,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from castbridge.store import dialect
@@ -334,7 +346,12 @@ async def apply(
         values["payload"] = transition.payload
     if transition.error is not None or transition.fate != "retry":
         values["last_error"] = clip(transition.error)
-    result = await session.execute(update(JOBS).where(_owned(job, worker_id)).values(**values))
+    # On PostgreSQL `now` is the SQL clock, written into the statement; the rest is bound.
+    clock = tuple(sorted(k for k, v in values.items() if v is now)) if sql_clock(now) else ()
+    columns = tuple(sorted(k for k in values if k not in clock))
+    params: dict[str, Any] = {f"set_{name}": values[name] for name in columns}
+    params.update(where_id=job.id, where_worker=worker_id, where_attempts=job.attempts)
+    result = await session.execute(_outcome_statement(columns, clock), params)
     if not result.rowcount:  # type: ignore[attr-defined]
         return False
     applied = True
@@ -355,6 +372,30 @@ async def apply(
     if transition.also is not None:
         await transition.also(session)
     return True
+
+
+def sql_clock(now: Any) -> bool:
+    return isinstance(now, ColumnElement)
+
+
+@functools.lru_cache(maxsize=256)
+def _outcome_statement(columns: tuple[str, ...], clock: tuple[str, ...]) -> Update:
+    """One fenced outcome UPDATE per set of columns, built once and then only bound (building
+    it cost more than running it, once per job)."""
+    sets: dict[str, Any] = {
+        name: bindparam(f"set_{name}", type_=JOBS.c[name].type) for name in columns
+    }
+    sets.update((name, func.now()) for name in clock)
+    return (
+        update(JOBS)
+        .where(
+            Job.id == bindparam("where_id"),
+            Job.state == "running",
+            Job.worker_id == bindparam("where_worker"),
+            Job.attempts == bindparam("where_attempts"),
+        )
+        .values(sets)
+    )
 
 
 async def close_jobs(

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-from sqlalchemy import Select, Table, bindparam, exists, func, select, update
+from sqlalchemy import Select, Table, Update, bindparam, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from castbridge.secrets import SealedPhone
@@ -244,11 +244,28 @@ async def update_message(
     values = _clean({**values, "updated_at": utcnow()})
     if values.get("status") in TERMINAL_MESSAGE_STATES and "finished_at" not in values:
         values["finished_at"] = values["updated_at"]
-    condition = Message.id == message_id
+    columns = tuple(sorted(values))
+    params: dict[str, Any] = {f"set_{name}": values[name] for name in columns}
+    params["where_id"] = message_id
     if only_if_status is not None:
-        condition = condition & Message.status.in_(list(only_if_status))
-    result = await session.execute(update(MESSAGES).where(condition).values(**values))
+        params["where_statuses"] = sorted(only_if_status)
+    statement = _update_statement(columns, only_if_status is not None)
+    result = await session.execute(statement, params)
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+@functools.lru_cache(maxsize=512)
+def _update_statement(columns: tuple[str, ...], guarded: bool) -> Update:
+    """One message UPDATE per set of columns, built once and then only bound: building the
+    statement cost more than running it (about 0.13 ms, twice per message)."""
+    condition = Message.id == bindparam("where_id")
+    if guarded:
+        condition = condition & Message.status.in_(bindparam("where_statuses", expanding=True))
+    return (
+        update(MESSAGES)
+        .where(condition)
+        .values({name: bindparam(f"set_{name}", type_=MESSAGES.c[name].type) for name in columns})
+    )
 
 
 async def record_attempt(
