@@ -15,7 +15,7 @@ import importlib.util
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
@@ -31,6 +31,9 @@ from sqlalchemy.ext.asyncio import (
 from castbridge import metrics
 from castbridge.config import ConfigError
 from castbridge.store import dialect
+
+if TYPE_CHECKING:
+    from castbridge.store.group import GroupCommit
 
 T = TypeVar("T")
 
@@ -180,12 +183,16 @@ class Store:
         *,
         attempts: int = 8,
         first_wait: float = 0.05,
+        group: GroupCommit | None = None,
     ) -> T:
         """Run `work` in a write transaction, retrying it while the database is busy or briefly
-        unreachable. For the worker's outcomes: a send's result must not be lost to a lock."""
+        unreachable. For the worker's outcomes: a send's result must not be lost to a lock.
+        With `group`, the transaction is shared with the other writes submitted meanwhile."""
         wait = first_wait
         for attempt in range(attempts):
             try:
+                if group is not None:
+                    return await group.submit(work)
                 async with self.write() as session:
                     return await work(session)
             except Exception as exc:
