@@ -32,13 +32,22 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 # Buckets are small: at most this many distinct keys are kept in memory per process.
 MAX_LOCAL_BUCKETS = 100_000
-# A holder back this much before its booked token is let through: the queue's clock and this
-# process's monotonic clock are read at slightly different moments.
-HOLD_SLACK_SECONDS = 0.02
-# A booked token whose holder has not come back this long after it was due is forgotten (the
-# job was cancelled, its location uninstalled, or it failed at another bucket first). The token
-# stays spent: forgetting never lets anything over the rate.
-HOLD_EXPIRY_SECONDS = 60.0
+# A holder is told to come back this much after its booked token is due, never before it:
+# the queue's wall clock and the pacer's monotonic one are read at slightly different moments,
+# and a booking is only ever honoured once it is due (early would be over the rate).
+HOLD_MARGIN_SECONDS = 0.005
+# A booking is honoured only this long after its token fell due. A job back later (claimed
+# behind older jobs, or never: cancelled, uninstalled, refused at another bucket first) asks
+# like everyone else and its token stays spent: honoured late, it would send on top of the
+# tokens taken meanwhile, a burst over the limit (the gateway's headroom is about half a
+# second's worth; this keeps such bunching to a tenth of one).
+HOLD_GRACE_SECONDS = 0.1
+# Bookings go at most this many tokens and this many seconds ahead: the holder waits for its
+# token in place (the worker slot stays taken), so that wait must stay short, and a herd of due
+# jobs must not book the bucket out for a message arriving after it. Two are enough for
+# fairness: a newcomer books the next token, and the backlog's next job the one after.
+HOLD_DEPTH_TOKENS = 2.0
+HOLD_HORIZON_SECONDS = 1.0
 
 # Who is asking: a job's id while it sends, so a refusal can book the next token for it.
 _holder: ContextVar[str | None] = ContextVar("castbridge_pacing_holder", default=None)
@@ -94,6 +103,11 @@ def _needed(limit: Limit, cost: float) -> float:
     return min(cost, limit.burst)
 
 
+def _bookable(limit: Limit, tokens_after: float, wait: float) -> bool:
+    depth = min(limit.burst, HOLD_DEPTH_TOKENS)
+    return tokens_after >= -depth - 1e-9 and wait <= HOLD_HORIZON_SECONDS
+
+
 @dataclass(slots=True)
 class _Bucket:
     tokens: float  # below zero while tokens are booked for holders
@@ -124,27 +138,26 @@ class LocalPacer:
         holder = _holder.get()
         if holder is not None and holder in bucket.held:
             due = bucket.held[holder]
-            if due > now + HOLD_SLACK_SECONDS:
-                raise Throttled(key, due - now, reserved=True)
-            del bucket.held[holder]  # its token was taken when it was booked
-            return
+            if due > now:
+                raise Throttled(key, due - now + HOLD_MARGIN_SECONDS, reserved=True)
+            del bucket.held[holder]
+            if now <= due + HOLD_GRACE_SECONDS:
+                return  # its token was taken when it was booked
         bucket.tokens = min(limit.burst, bucket.tokens + (now - bucket.updated) * limit.rate)
         bucket.updated = now
         need = _needed(limit, cost)
         if bucket.tokens + 1e-9 < need:
             wait = (need - bucket.tokens) / limit.rate
-            # Booked only a burst ahead: a herd of due jobs must not reserve the bucket for
-            # minutes, or a message arriving after it would wait behind all of it.
-            if holder is not None and bucket.tokens - cost >= -limit.burst - 1e-9:
+            if holder is not None and _bookable(limit, bucket.tokens - cost, wait):
                 self._book(bucket, holder, now + wait, now)
                 bucket.tokens -= cost
-                raise Throttled(key, wait, reserved=True)
+                raise Throttled(key, wait + HOLD_MARGIN_SECONDS, reserved=True)
             raise Throttled(key, wait)
         bucket.tokens -= cost
 
     @staticmethod
     def _book(bucket: _Bucket, holder: str, due: float, now: float) -> None:
-        stale = [h for h, at in bucket.held.items() if at < now - HOLD_EXPIRY_SECONDS]
+        stale = [h for h, at in bucket.held.items() if at < now - HOLD_GRACE_SECONDS]
         for gone in stale:
             del bucket.held[gone]
         bucket.held[holder] = due
@@ -200,23 +213,35 @@ class DatabasePacer:
         from castbridge.store import buckets
 
         holder = _holder.get()
-        now = self._clock()
         if holder is not None and (key, holder) in self._held:
+            now = self._clock()
             due = self._held[key, holder]
-            if due > now + HOLD_SLACK_SECONDS:
-                raise Throttled(key, due - now, reserved=True)
+            if due > now:
+                raise Throttled(key, due - now + HOLD_MARGIN_SECONDS, reserved=True)
             del self._held[key, holder]
-            return
+            if now <= due + HOLD_GRACE_SECONDS:
+                return
         async with self._sessions.begin() as session:
             wait, booked = await buckets.take(
-                session, key, limit.rate, limit.burst, cost, book=holder is not None
+                session,
+                key,
+                limit.rate,
+                limit.burst,
+                cost,
+                book=(min(limit.burst, HOLD_DEPTH_TOKENS), HOLD_HORIZON_SECONDS)
+                if holder is not None
+                else None,
             )
+        # Timed from now, after the statement: `wait` is counted from the database's clock when
+        # the take got the row, which may be well after it began (it waited for the row behind
+        # another take). Timed from before, the booking fell due early, over the rate.
+        now = self._clock()
         if booked and holder is not None:
             if len(self._held) >= MAX_LOCAL_BUCKETS:
                 self._held.clear()
-            self._held = {h: at for h, at in self._held.items() if at >= now - HOLD_EXPIRY_SECONDS}
+            self._held = {h: at for h, at in self._held.items() if at >= now - HOLD_GRACE_SECONDS}
             self._held[key, holder] = now + wait
-            raise Throttled(key, wait, reserved=True)
+            raise Throttled(key, wait + HOLD_MARGIN_SECONDS, reserved=True)
         if wait > 0:
             raise Throttled(key, wait)
 

@@ -94,7 +94,7 @@ async def test_a_refused_job_gets_the_next_token_before_another_process(
     with holding("job:b"), pytest.raises(Throttled) as refused:
         await ours.take("acct:fair", limit)
     assert refused.value.reserved
-    assert 0 < refused.value.wait <= 0.2
+    assert 0 < refused.value.wait <= 0.21  # a token, and the margin to come back after it
     await asyncio.sleep(refused.value.wait + 0.01)
     with pytest.raises(Throttled) as later:
         await theirs.take("acct:fair", limit)  # the refill went to job:b
@@ -104,13 +104,57 @@ async def test_a_refused_job_gets_the_next_token_before_another_process(
 
 
 async def test_bookings_stop_a_burst_ahead(pg_engine: AsyncEngine) -> None:
-    """A herd of due jobs books at most a burst's worth of tokens; the rest are refused."""
-    limit = Limit(rate=1.0, burst=2.0)
+    """A herd of due jobs books at most two tokens ahead; the rest are refused."""
+    limit = Limit(rate=2.0, burst=4.0)
     pacer = DatabasePacer(create_sessionmaker(pg_engine))
-    await pacer.take("acct:herd", limit, cost=2)
+    await pacer.take("acct:herd", limit, cost=4)
     booked = []
     for n in range(4):
         with holding(f"job:{n}"), pytest.raises(Throttled) as refused:
             await pacer.take("acct:herd", limit)
         booked.append(refused.value.reserved)
     assert booked == [True, True, False, False]
+
+
+async def test_a_booking_is_not_let_through_before_its_token_exists(pg_engine: AsyncEngine) -> None:
+    """The refused take waited for the row behind another transaction: its booking falls due
+    that long after the take began, on the database's clock. Before the fix it was timed from
+    when the take began, so the job came back and sent before its token existed (the gateway
+    answered 429 in the four-process test)."""
+    limit = Limit(rate=5.0, burst=1.0)  # one token every 0.2 s
+    pacer = DatabasePacer(create_sessionmaker(pg_engine))
+    await pacer.take("acct:early", limit)
+    async with create_sessionmaker(pg_engine).begin() as blocker:
+        # As another process's take does: a new version of the row, so the waiting take is
+        # judged again, on the clock, once it gets the row.
+        await blocker.execute(
+            text("UPDATE rate_buckets SET tokens = tokens WHERE key = 'acct:early'")
+        )
+        waiting = asyncio.create_task(_booked(pacer, limit))
+        await asyncio.sleep(0.15)
+    refused = await waiting
+    assert refused.reserved
+    with holding("job:b"), pytest.raises(Throttled) as again:
+        await pacer.take("acct:early", limit)  # back at once: 0.05 s too early
+    assert again.value.reserved
+    assert again.value.wait > 0.02
+
+
+async def _booked(pacer: DatabasePacer, limit: Limit) -> Throttled:
+    with holding("job:b"), pytest.raises(Throttled) as refused:
+        await pacer.take("acct:early", limit)
+    return refused.value
+
+
+async def test_a_job_back_late_asks_the_database_again(pg_engine: AsyncEngine) -> None:
+    """A booking is spent only when its token is due: a job back well after it (claimed behind
+    older jobs) would otherwise send on top of the tokens other processes took meanwhile."""
+    limit = Limit(rate=5.0, burst=1.0)
+    ours, theirs = (DatabasePacer(create_sessionmaker(pg_engine)) for _ in range(2))
+    await theirs.take("acct:late", limit)
+    with holding("job:b"), pytest.raises(Throttled) as refused:
+        await ours.take("acct:late", limit)
+    await asyncio.sleep(refused.value.wait + 0.4)
+    await theirs.take("acct:late", limit)  # the token there is now
+    with holding("job:b"), pytest.raises(Throttled):
+        await ours.take("acct:late", limit)

@@ -12,15 +12,22 @@ A self-inflicted rate limit or a gateway 429 is not an attempt: the job waits fo
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import timedelta
 
 from castbridge import accounts, metrics
-from castbridge.gateways.base import Gateway, GatewayError, RateLimitedError, SendResult
+from castbridge.gateways.base import (
+    Gateway,
+    GatewayError,
+    RateLimitedError,
+    SendRequest,
+    SendResult,
+)
 from castbridge.gateways.directory import AccountUnusable
 from castbridge.inbound.optouts import OPTED_OUT_CODE, refusal_text
 from castbridge.inbound.record import with_gateway_optout
-from castbridge.limits import Throttled, holding
+from castbridge.limits import HOLD_HORIZON_SECONDS, Throttled, holding
 from castbridge.logging import get_logger
 from castbridge.outbound.backoff import retry_delay, throttled_delay
 from castbridge.outbound.reconcile_gaps import check_gap
@@ -136,13 +143,10 @@ async def run(rt: Runtime, job: ClaimedJob, ctx: MessageContext) -> Transition:
         )
     started = time.monotonic()
     try:
-        with holding(f"job:{job.id}"):
-            result = await gateway.send(request)
+        result = await _send_in_turn(gateway, request, f"job:{job.id}")
     except Throttled as exc:
         await _undo_mark(rt, message, caps.idempotency_keys)
-        # A booked token is this job's alone: back exactly when it is due, no jitter.
-        wait = exc.wait if exc.reserved else throttled_delay(exc.wait)
-        return later(job, wait, count=False)
+        return later(job, throttled_delay(exc.wait), count=False)
     except GatewayError as exc:
         elapsed = int((time.monotonic() - started) * 1000)
         return await _failed(rt, job, message, gateway, exc, elapsed)
@@ -161,6 +165,24 @@ async def run(rt: Runtime, job: ClaimedJob, ctx: MessageContext) -> Transition:
     return accepted(
         rt, message, gateway, result, sent_at=message.sent_at or now, duration_ms=elapsed
     )
+
+
+async def _send_in_turn(gateway: Gateway, request: SendRequest, holder: str) -> SendResult:
+    """Send, waiting in place for a token the pacer booked for this job (it is due within
+    HOLD_HORIZON_SECONDS). Requeued instead, the job would come back behind every older due
+    job on a busy lane, long after its token, and the booking would be void: under a backlog
+    every token would be booked and lost, and nothing sent. Any other refusal is raised."""
+    waited = 0.0
+    while True:
+        try:
+            with holding(holder):
+                return await gateway.send(request)
+        except Throttled as exc:
+            # Account, then egress IP: at most one booked wait each.
+            if not exc.reserved or waited + exc.wait > 2 * HOLD_HORIZON_SECONDS:
+                raise
+            await asyncio.sleep(exc.wait)
+            waited += exc.wait
 
 
 def accepted(

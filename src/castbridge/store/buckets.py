@@ -34,7 +34,10 @@ _TAKE = text(
         FROM c
         WHERE r.key = c.key AND c.updated_at <= c.e
           AND (c.avail + 1e-9 >= LEAST(c.cost, c.burst)
-               OR (CAST(:reserve AS boolean) AND c.avail - c.cost >= -c.burst - 1e-9))
+               OR (CAST(:reserve AS boolean)
+                   AND c.avail - c.cost >= -CAST(:depth AS float8) - 1e-9
+                   AND (LEAST(c.cost, c.burst) - c.avail) / CAST(:rate AS float8)
+                       <= CAST(:horizon AS float8)))
         RETURNING r.key
     )
     SELECT c.avail, c.updated_at, c.e, (SELECT count(*) FROM u) AS taken FROM c
@@ -62,13 +65,29 @@ _PAUSE = text(
 
 
 async def take(
-    session: AsyncSession, key: str, rate: float, burst: float, cost: float, *, book: bool = False
+    session: AsyncSession,
+    key: str,
+    rate: float,
+    burst: float,
+    cost: float,
+    *,
+    book: tuple[float, float] | None = None,
 ) -> tuple[float, bool]:
     """Spend `cost` tokens of `key` and return (0, False), or return the seconds until they
-    exist. With `book`, a refusal on an unpaused bucket less than a burst in debt spends the
-    tokens anyway, booked for the caller: it returns (seconds, True) and the caller may send
-    then without asking again."""
-    params = {"key": key, "rate": rate, "burst": burst, "cost": cost, "reserve": book}
+    exist. With `book` = (depth, horizon), a refusal on an unpaused bucket that would leave it
+    at most `depth` tokens in debt, due within `horizon` seconds, spends the tokens anyway,
+    booked for the caller: it returns (seconds, True) and the caller may send then without
+    asking again."""
+    depth, horizon = book if book is not None else (0.0, 0.0)
+    params = {
+        "key": key,
+        "rate": rate,
+        "burst": burst,
+        "cost": cost,
+        "reserve": book is not None,
+        "depth": depth,
+        "horizon": horizon,
+    }
     row = (await session.execute(_TAKE, params)).one_or_none()
     if row is None:
         if (await session.execute(_CREATE, params)).scalar_one_or_none() is not None:
