@@ -11,11 +11,12 @@ Two pacers: `LocalPacer` keeps buckets in this process (the single-process SQLit
 `DatabasePacer` keeps them in PostgreSQL rows so every castbridge process shares one budget.
 `BlockingPacer` wraps either for the CLI, where waiting is what a person expects.
 
-A refusal inside `holding(job)` also books the next token for that job (`LocalPacer`): the job
-is told exactly when to come back and the token waits for it, so a job of another location that
-falls due just as the bucket refills cannot take it. Without this, a message refused behind a
-backlog pre-spaced at the account's rate was requeued a little after each refill and lost every
-refill to the backlog's next message (gateways.md §6 fairness; issue 13).
+A refusal inside `holding(job)` may also book the next token for that job (both pacers; at
+most two tokens and one second ahead): the job waits for it in place and gets it, so a job of
+another location that falls due just as the bucket refills cannot take it. Without this, a
+message refused behind a backlog pre-spaced at the account's rate was requeued a little after
+each refill and lost every refill to the backlog's next message (issue 13). A booking is spent
+only when due, within HOLD_GRACE_SECONDS; later, its token is lost and the holder asks again.
 """
 
 from __future__ import annotations
@@ -78,8 +79,8 @@ class Limit:
 class Throttled(Exception):
     """The bucket `key` has no tokens now; try again in `wait` seconds. Nothing was sent.
 
-    `reserved`: the token due in `wait` seconds is booked for the holder that asked; it should
-    come back then, without jitter, and will get it."""
+    `reserved`: the token due in `wait` seconds is booked for the holder that asked; asking
+    again then (within HOLD_GRACE_SECONDS) gets it."""
 
     def __init__(self, key: str, wait: float, *, reserved: bool = False) -> None:
         super().__init__(f"rate limit {key}: retry in {wait:.3f} s")
@@ -249,9 +250,9 @@ class DatabasePacer:
         from castbridge.store import buckets
 
         # The pause zeroes the row, forgiving what was booked: this process's holders ask
-        # again. Uncertain: a pause made by another process is not seen here, so a holder of
-        # ours may still send once into it; the gateway's 429 then pauses the bucket again
-        # and the job waits, which is the same as a send racing the 429 without bookings.
+        # again. A pause made by another process is not seen here, so a holder of ours may
+        # still send once into it (within a second of booking); the gateway's 429 then pauses
+        # the bucket again and the job waits, as a send racing the 429 would without bookings.
         for held in [h for h in self._held if h[0] == key]:
             del self._held[held]
         async with self._sessions.begin() as session:
