@@ -45,8 +45,12 @@ HOLD_MARGIN_SECONDS = 0.005
 HOLD_GRACE_SECONDS = 0.1
 # Bookings go at most this many tokens and this many seconds ahead: the holder waits for its
 # token in place (the worker slot stays taken), so that wait must stay short, and a herd of due
-# jobs must not book the bucket out for a message arriving after it. Two are enough for
-# fairness: a newcomer books the next token, and the backlog's next job the one after.
+# jobs must not book the bucket out for a message arriving after it. Two, whatever the burst:
+# once a backlog's next job has booked (its pre-spaced schedule falls due just as the bucket
+# refills), a newcomer must still be able to book the token after it. With a burst of 1.5 and
+# the depth capped at the burst, only the backlog ever booked and the newcomer waited for all
+# of it. Bookings never let anything over the rate, whatever their depth: each is sent when
+# its token is due.
 HOLD_DEPTH_TOKENS = 2.0
 HOLD_HORIZON_SECONDS = 1.0
 
@@ -104,9 +108,8 @@ def _needed(limit: Limit, cost: float) -> float:
     return min(cost, limit.burst)
 
 
-def _bookable(limit: Limit, tokens_after: float, wait: float) -> bool:
-    depth = min(limit.burst, HOLD_DEPTH_TOKENS)
-    return tokens_after >= -depth - 1e-9 and wait <= HOLD_HORIZON_SECONDS
+def _bookable(tokens_after: float, wait: float) -> bool:
+    return tokens_after >= -HOLD_DEPTH_TOKENS - 1e-9 and wait <= HOLD_HORIZON_SECONDS
 
 
 @dataclass(slots=True)
@@ -149,7 +152,7 @@ class LocalPacer:
         need = _needed(limit, cost)
         if bucket.tokens + 1e-9 < need:
             wait = (need - bucket.tokens) / limit.rate
-            if holder is not None and _bookable(limit, bucket.tokens - cost, wait):
+            if holder is not None and _bookable(bucket.tokens - cost, wait):
                 self._book(bucket, holder, now + wait, now)
                 bucket.tokens -= cost
                 raise Throttled(key, wait + HOLD_MARGIN_SECONDS, reserved=True)
@@ -229,9 +232,7 @@ class DatabasePacer:
                 limit.rate,
                 limit.burst,
                 cost,
-                book=(min(limit.burst, HOLD_DEPTH_TOKENS), HOLD_HORIZON_SECONDS)
-                if holder is not None
-                else None,
+                book=(HOLD_DEPTH_TOKENS, HOLD_HORIZON_SECONDS) if holder is not None else None,
             )
         # Timed from now, after the statement: `wait` is counted from the database's clock when
         # the take got the row, which may be well after it began (it waited for the row behind

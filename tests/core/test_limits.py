@@ -126,3 +126,21 @@ async def test_a_slow_bucket_books_nothing_it_cannot_honour_soon() -> None:
     with holding("job:b"), pytest.raises(Throttled) as refused:
         await pacer.take("acct:1", slow)
     assert not refused.value.reserved
+
+
+async def test_a_newcomer_books_behind_the_backlogs_booking_whatever_the_burst() -> None:
+    """On a burst of 1.5 (Cast's at 3/s), the backlog's next job has already booked the next
+    token when B asks: B still books the one after. With the depth capped at the burst it was
+    refused plainly, came back after the refill and found the backlog's next booking there:
+    it waited for the whole backlog (32 of 40 in the e2e test)."""
+    clock = Clock()
+    pacer = LocalPacer(clock)
+    cast_at_3 = Limit(rate=3.0, burst=1.5)
+    await pacer.take("acct:1", cast_at_3, 1.5)
+    with holding("job:a2"), pytest.raises(Throttled) as a2:
+        await pacer.take("acct:1", cast_at_3)
+    with holding("job:b"), pytest.raises(Throttled) as b:
+        await pacer.take("acct:1", cast_at_3)
+    assert a2.value.reserved
+    assert b.value.reserved
+    assert b.value.wait == pytest.approx(2 / 3, abs=0.01)

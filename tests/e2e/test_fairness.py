@@ -123,7 +123,8 @@ async def test_a_message_arriving_while_a_backlog_drains_at_the_accounts_rate_go
         assert sorted(order) == sorted(everyone)  # each once
         waited_behind = order.index(lone.message_id) - sent_before
         assert sent_before < BACKLOG - 10, sent_before  # most of the backlog was still queued
-        # One of A's may have been in flight when B arrived; B has the next token. (Before the
-        # fix B lost the refills that followed: 1 to 6 of them in eight runs here.)
-        assert waited_behind <= 1, (waited_behind, sent_before)
+        # One of A's may have been in flight when B arrived, and the next may have booked its
+        # token just before B asked (bookings go two tokens ahead); then B has the next one.
+        # Before the fix B lost the refills that followed: up to 6 of them in eight runs here.
+        assert waited_behind <= 2, (waited_behind, sent_before)
         assert {tuple(s.ghl.statuses(m)) for m in everyone} == {("delivered",)}
