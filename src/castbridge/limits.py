@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -108,6 +108,25 @@ def _needed(limit: Limit, cost: float) -> float:
     return min(cost, limit.burst)
 
 
+def _spend_booking(held: dict[Any, float], booking: Any, key: str, now: float) -> bool:
+    """True when `booking` (a holder's) is due now and spent; raises `Throttled` while it is
+    not yet due; False when there is none, or it came too late and was dropped."""
+    due = held.get(booking)
+    if due is None:
+        return False
+    if due > now:
+        raise Throttled(key, due - now + HOLD_MARGIN_SECONDS, reserved=True)
+    del held[booking]
+    return now <= due + HOLD_GRACE_SECONDS
+
+
+def _book(held: dict[Any, float], booking: Any, due: float, now: float) -> None:
+    """Remember a booking, forgetting those whose grace has passed (their tokens stay spent)."""
+    for gone in [b for b, at in held.items() if at < now - HOLD_GRACE_SECONDS]:
+        del held[gone]
+    held[booking] = due
+
+
 def _bookable(tokens_after: float, wait: float) -> bool:
     return tokens_after >= -HOLD_DEPTH_TOKENS - 1e-9 and wait <= HOLD_HORIZON_SECONDS
 
@@ -140,31 +159,19 @@ class LocalPacer:
         if bucket.updated > now:
             raise Throttled(key, bucket.updated - now + _needed(limit, cost) / limit.rate)
         holder = _holder.get()
-        if holder is not None and holder in bucket.held:
-            due = bucket.held[holder]
-            if due > now:
-                raise Throttled(key, due - now + HOLD_MARGIN_SECONDS, reserved=True)
-            del bucket.held[holder]
-            if now <= due + HOLD_GRACE_SECONDS:
-                return  # its token was taken when it was booked
+        if holder is not None and _spend_booking(bucket.held, holder, key, now):
+            return  # its token was taken when it was booked
         bucket.tokens = min(limit.burst, bucket.tokens + (now - bucket.updated) * limit.rate)
         bucket.updated = now
         need = _needed(limit, cost)
         if bucket.tokens + 1e-9 < need:
             wait = (need - bucket.tokens) / limit.rate
             if holder is not None and _bookable(bucket.tokens - cost, wait):
-                self._book(bucket, holder, now + wait, now)
+                _book(bucket.held, holder, now + wait, now)
                 bucket.tokens -= cost
                 raise Throttled(key, wait + HOLD_MARGIN_SECONDS, reserved=True)
             raise Throttled(key, wait)
         bucket.tokens -= cost
-
-    @staticmethod
-    def _book(bucket: _Bucket, holder: str, due: float, now: float) -> None:
-        stale = [h for h, at in bucket.held.items() if at < now - HOLD_GRACE_SECONDS]
-        for gone in stale:
-            del bucket.held[gone]
-        bucket.held[holder] = due
 
     async def pause(self, key: str, limit: Limit, seconds: float) -> None:
         now = self._clock()
@@ -217,14 +224,8 @@ class DatabasePacer:
         from castbridge.store import buckets
 
         holder = _holder.get()
-        if holder is not None and (key, holder) in self._held:
-            now = self._clock()
-            due = self._held[key, holder]
-            if due > now:
-                raise Throttled(key, due - now + HOLD_MARGIN_SECONDS, reserved=True)
-            del self._held[key, holder]
-            if now <= due + HOLD_GRACE_SECONDS:
-                return
+        if holder is not None and _spend_booking(self._held, (key, holder), key, self._clock()):
+            return
         async with self._sessions.begin() as session:
             wait, booked = await buckets.take(
                 session,
@@ -239,10 +240,7 @@ class DatabasePacer:
         # another take). Timed from before, the booking fell due early, over the rate.
         now = self._clock()
         if booked and holder is not None:
-            if len(self._held) >= MAX_LOCAL_BUCKETS:
-                self._held.clear()
-            self._held = {h: at for h, at in self._held.items() if at >= now - HOLD_GRACE_SECONDS}
-            self._held[key, holder] = now + wait
+            _book(self._held, (key, holder), now + wait, now)
             raise Throttled(key, wait + HOLD_MARGIN_SECONDS, reserved=True)
         if wait > 0:
             raise Throttled(key, wait)
