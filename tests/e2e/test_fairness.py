@@ -5,8 +5,10 @@ figures live in bench/fairness.py."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,27 @@ def _send_order(s: Stack) -> list[str]:
     return [(m.idempotency_key or "").split(":")[1] for m in sent if m.idempotency_key]
 
 
+@contextlib.asynccontextmanager
+async def _shared_account(tmp_path: Path) -> AsyncIterator[Stack]:
+    """A stack whose first two locations both send on the operator's account at RATE/s."""
+    limited = cast_config(
+        accounts=[SandboxAccount(api_key=DEFAULT_API_KEY, credits=10_000, rate_limit=RATE)]
+    )
+    overrides = {**FAST, "gateway_settings": {"cast": {"rate_limit": RATE}}}
+    async with run_stack(tmp_path, cast_config=limited, ghl_config=ghl_config(), **overrides) as s:
+        await s.install(LOCATIONS[0])
+        await s.install(LOCATIONS[1])
+        yield s
+
+
+async def _sent_once_each(s: Stack, everyone: list[str]) -> list[str]:
+    """Once every message is final at HighLevel: the send order, each message in it once."""
+    assert await wait_for(lambda: all(terminal(s.ghl, m) for m in everyone), within=60)
+    order = _send_order(s)
+    assert sorted(order) == sorted(everyone)
+    return order
+
+
 async def test_a_message_behind_another_locations_backlog_on_the_same_account_goes_next(
     tmp_path: Path,
 ) -> None:
@@ -34,13 +57,7 @@ async def test_a_message_behind_another_locations_backlog_on_the_same_account_go
     arriving after all of them, is among the next few sent instead of waiting 13 seconds
     behind A's backlog; every message is sent once and delivered."""
     backlog_location, other = LOCATIONS[0], LOCATIONS[1]
-    limited = cast_config(
-        accounts=[SandboxAccount(api_key=DEFAULT_API_KEY, credits=10_000, rate_limit=RATE)]
-    )
-    overrides = {**FAST, "gateway_settings": {"cast": {"rate_limit": RATE}}}
-    async with run_stack(tmp_path, cast_config=limited, ghl_config=ghl_config(), **overrides) as s:
-        await s.install(backlog_location)
-        await s.install(other)
+    async with _shared_account(tmp_path) as s:
         started = time.monotonic()
         results = await asyncio.gather(
             *(
@@ -64,9 +81,7 @@ async def test_a_message_behind_another_locations_backlog_on_the_same_account_go
         due_first = math.ceil(BURST + (time.monotonic() - started) * RATE)
         assert lone.status_code == 200
         everyone = [r.message_id for r in results] + [lone.message_id]
-        assert await wait_for(lambda: all(terminal(s.ghl, m) for m in everyone), within=60)
-        order = _send_order(s)
-        assert sorted(order) == sorted(everyone)  # each once
+        order = await _sent_once_each(s, everyone)
         # B arrived after A's 40 were queued; oldest-first claiming would send it after every
         # one of them still waiting.
         waited_behind = order.index(lone.message_id) - sent_before
@@ -90,13 +105,7 @@ async def test_a_message_arriving_while_a_backlog_drains_at_the_accounts_rate_go
     (B used to be requeued a little after each refill and lost every one to A's next message,
     until noise let it through or A's backlog drained)."""
     backlog_location, other = LOCATIONS[0], LOCATIONS[1]
-    limited = cast_config(
-        accounts=[SandboxAccount(api_key=DEFAULT_API_KEY, credits=10_000, rate_limit=RATE)]
-    )
-    overrides = {**FAST, "gateway_settings": {"cast": {"rate_limit": RATE}}}
-    async with run_stack(tmp_path, cast_config=limited, ghl_config=ghl_config(), **overrides) as s:
-        await s.install(backlog_location)
-        await s.install(other)
+    async with _shared_account(tmp_path) as s:
 
         def post(n: int, location: str) -> Any:
             return s.ghl.send_delivery_webhook(
@@ -118,9 +127,7 @@ async def test_a_message_arriving_while_a_backlog_drains_at_the_accounts_rate_go
         lone = await post(999, other)
         assert lone.status_code == 200
         everyone = [r.message_id for r in results] + [lone.message_id]
-        assert await wait_for(lambda: all(terminal(s.ghl, m) for m in everyone), within=60)
-        order = _send_order(s)
-        assert sorted(order) == sorted(everyone)  # each once
+        order = await _sent_once_each(s, everyone)
         waited_behind = order.index(lone.message_id) - sent_before
         assert sent_before < BACKLOG - 10, sent_before  # most of the backlog was still queued
         # One of A's may have been in flight when B arrived, and the next may have booked its
