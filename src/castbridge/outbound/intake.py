@@ -34,7 +34,7 @@ from castbridge.store import jobs
 from castbridge.store.db import Store
 from castbridge.store.group import GroupCommit
 from castbridge.store.jobs import NewJob
-from castbridge.store.messages import Inserted, NewMessage, insert_with_job
+from castbridge.store.messages import Inserted, NewMessage, insert_many
 from castbridge.store.models import GatewayAccount
 
 log = get_logger(__name__)
@@ -115,6 +115,24 @@ class Spacer:
         return now_wall + timedelta(seconds=-tokens / limit.rate)
 
 
+@dataclass(frozen=True, slots=True)
+class _Post:
+    """One accepted post as the group commit stores it."""
+
+    message: NewMessage
+    job: NewJob | None
+    mint: NewJob | None  # the location's first token, when its install is still pending
+
+
+async def _store_posts(session: AsyncSession, posts: list[_Post]) -> list[Inserted]:
+    """The posts of one group commit, stored together (`messages.insert_many`)."""
+    inserted = await insert_many(session, [(post.message, post.job) for post in posts])
+    for post, result in zip(posts, inserted, strict=True):
+        if result.message_id is not None and post.mint is not None:
+            await jobs.enqueue(session, post.mint)
+    return inserted
+
+
 @dataclass(slots=True)
 class Intake:
     settings: Settings
@@ -181,13 +199,10 @@ class Intake:
             error_message=judged.refusal.message if judged.refusal else None,
         )
 
-        async def store_it(session: AsyncSession) -> Inserted:
-            inserted = await insert_with_job(session, message, job)
-            if inserted.message_id is not None and judged.mint:
-                await jobs.enqueue(session, mint_job(payload.location_id, setup.company_id))
-            return inserted
-
-        inserted = await self.writes.submit(store_it, wait_at_most=wait_at_most)
+        mint = mint_job(payload.location_id, setup.company_id) if judged.mint else None
+        inserted = await self.writes.submit_item(
+            _store_posts, _Post(message, job, mint), wait_at_most=wait_at_most
+        )
         if inserted.conflict == "other_location":
             log.error(
                 "message_id_in_two_locations",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, cast
 
@@ -84,71 +84,30 @@ def _clean(values: dict[str, Any]) -> dict[str, Any]:
     return cleaned
 
 
-_INSERT_COLUMNS = (
-    "ghl_message_id",
-    "location_id",
-    "contact_id",
-    "phone_enc",
-    "phone_hash",
-    "phone_masked",
-    "e164",
-    "text",
-    "attachments",
-    "encoding",
-    "parts_estimate",
-    "status",
-    "held",
-    "account_id",
-    "gateway",
-    "sender_id",
-    "channel",
-    "error_code",
-    "error_message",
-    "maybe_sent",
-    "created_at",
-    "updated_at",
-    "finished_at",
-    "force_report",
+@functools.cache
+def _insert_messages(dialect_name: str) -> Any:
+    """INSERT of bound values, built once per dialect and run with a list of rows: SQLAlchemy
+    renders the list as one multi-row INSERT (its "insertmanyvalues"), so a group commit of 64
+    webhooks is one statement, not 64. Each row stored comes back by its (location, messageId);
+    a row already stored (a race with another process on PostgreSQL) comes back as nothing."""
+    # The Core table, not the ORM entity: with a parameter list an ORM insert would be taken
+    # for an ORM bulk insert.
+    return (
+        dialect.insert_for(dialect_name, MESSAGES)
+        .on_conflict_do_nothing(index_elements=["location_id", "ghl_message_id"])
+        .returning(MESSAGES.c.id, MESSAGES.c.location_id, MESSAGES.c.ghl_message_id)
+    )
+
+
+# Where each messageId of a batch is stored already, if anywhere (one indexed lookup per batch).
+_STORED_UNDER = select(MESSAGES.c.ghl_message_id, MESSAGES.c.location_id).where(
+    MESSAGES.c.ghl_message_id.in_(bindparam("ids", expanding=True))
 )
 
 
-@functools.cache
-def _insert_message(dialect_name: str) -> Any:
-    """INSERT … SELECT of bound values unless the messageId is stored under another location,
-    built once per dialect: every intake runs the same compiled statement with new values
-    (building it per call was about half of a webhook's time in the profile)."""
-    table = cast(Table, Message.__table__)
-    elsewhere = exists().where(
-        Message.ghl_message_id == bindparam("ghl_message_id"),
-        Message.location_id != bindparam("location_id"),
-    )
-    source = select(*(bindparam(c, type_=table.c[c].type).label(c) for c in _INSERT_COLUMNS)).where(
-        ~elsewhere
-    )
-    # The Core table, not the ORM entity: with a parameter dict an ORM insert would be taken
-    # for an ORM bulk insert.
-    return (
-        dialect.insert_for(dialect_name, table)
-        .from_select(list(_INSERT_COLUMNS), source)
-        .on_conflict_do_nothing(index_elements=["location_id", "ghl_message_id"])
-        .returning(table.c.id)
-    )
-
-
-async def insert_with_job(
-    session: AsyncSession, message: NewMessage, job: NewJob | None
-) -> Inserted:
-    """Insert the message and its first job in the caller's transaction.
-
-    Unique on (location, messageId): a repeat (HighLevel's retry, a replay) inserts nothing and
-    creates no job, so it can never cause a second send. The same messageId already stored
-    under another location is not stored at all (ghl.md §2 step 4: log, alert, send nothing).
-    """
-    from castbridge.store.jobs import enqueue_many
-
-    now = utcnow()
+def _row(message: NewMessage, now: datetime) -> dict[str, Any]:
     finished = now if message.status in TERMINAL_MESSAGE_STATES else None
-    values = _clean(
+    return _clean(
         {
             "ghl_message_id": message.ghl_message_id,
             "location_id": message.location_id,
@@ -176,21 +135,77 @@ async def insert_with_job(
             "force_report": False,
         }
     )
-    statement = _insert_message(dialect.name_of(session))
-    message_id = (await session.execute(statement, values)).scalar_one_or_none()
-    if message_id is None:
-        other = await session.scalar(
-            select(Message.id).where(
-                Message.ghl_message_id == message.ghl_message_id,
-                Message.location_id != message.location_id,
-            )
-        )
-        return Inserted(None, "other_location" if other is not None else "duplicate")
-    if job is not None:
-        from dataclasses import replace
 
-        await enqueue_many(session, [replace(job, message_id=int(message_id))])
-    return Inserted(int(message_id))
+
+async def insert_with_job(
+    session: AsyncSession, message: NewMessage, job: NewJob | None
+) -> Inserted:
+    """Insert the message and its first job in the caller's transaction (see `insert_many`)."""
+    return (await insert_many(session, [(message, job)]))[0]
+
+
+async def insert_many(
+    session: AsyncSession, items: Sequence[tuple[NewMessage, NewJob | None]]
+) -> list[Inserted]:
+    """Insert messages and their first jobs in the caller's transaction, in three statements
+    however many there are; one result per item, in order, as if inserted one after another.
+
+    Unique on (location, messageId): a repeat (HighLevel's retry, a replay, or the same post
+    twice in one batch) inserts nothing and creates no job, so it can never cause a second send.
+    The same messageId already stored under another location, or taken by another location
+    earlier in the batch, is not stored at all (ghl.md §2 step 4: log, alert, send nothing).
+    """
+    from castbridge.store.jobs import enqueue_many
+
+    if not items:
+        return []
+    ids = sorted({message.ghl_message_id for message, _ in items})
+    owners: dict[str, set[str]] = {}
+    for ghl_id, location_id in await session.execute(_STORED_UNDER, {"ids": ids}):
+        owners.setdefault(ghl_id, set()).add(location_id)
+    results: list[Inserted | None] = []
+    rows: list[dict[str, Any]] = []
+    now = utcnow()
+    for message, _ in items:
+        taken = owners.setdefault(message.ghl_message_id, set())
+        if message.location_id in taken:
+            results.append(Inserted(None, "duplicate"))
+        elif taken:
+            results.append(Inserted(None, "other_location"))
+        else:
+            # Claimed here, so a later item of the batch is judged as if this one were stored.
+            taken.add(message.location_id)
+            results.append(None)
+            rows.append(_row(message, now))
+    stored: dict[tuple[str, str], int] = {}
+    if rows:
+        statement = _insert_messages(dialect.name_of(session))
+        for message_id, location_id, ghl_id in await session.execute(statement, rows):
+            stored[(location_id, ghl_id)] = int(message_id)
+    first_jobs: list[NewJob] = []
+    for index, (message, job) in enumerate(items):
+        if results[index] is not None:
+            continue
+        message_id = stored.get((message.location_id, message.ghl_message_id))
+        if message_id is None:
+            # Stored meanwhile by another process (PostgreSQL): it, not this post, sends.
+            results[index] = await _conflict_of(session, message)
+            continue
+        results[index] = Inserted(message_id)
+        if job is not None:
+            first_jobs.append(replace(job, message_id=message_id))
+    await enqueue_many(session, first_jobs)
+    return [result for result in results if result is not None]
+
+
+async def _conflict_of(session: AsyncSession, message: NewMessage) -> Inserted:
+    other = await session.scalar(
+        select(Message.id).where(
+            Message.ghl_message_id == message.ghl_message_id,
+            Message.location_id != message.location_id,
+        )
+    )
+    return Inserted(None, "other_location" if other is not None else "duplicate")
 
 
 async def get(session: AsyncSession, message_id: int) -> Message | None:
