@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import httpx2
 
-from castbridge import accounts
+from castbridge import accounts, httpclient
 from castbridge.config import Settings
 from castbridge.gateways.directory import GatewayDirectory
 from castbridge.gateways.registry import load_defaults
@@ -135,13 +135,13 @@ async def open_resources(settings: Settings, *, with_worker: bool) -> AsyncItera
         store = opened.store
         timeout = max(d.timeout_seconds for d in defaults.values())
         gateway_http = await stack.enter_async_context(
-            httpx2.AsyncClient(
+            httpclient.client(
                 timeout=httpx2.Timeout(timeout, connect=5.0),
                 limits=httpx2.Limits(max_connections=200, max_keepalive_connections=100),
             )
         )
         ghl_http = await stack.enter_async_context(
-            httpx2.AsyncClient(
+            httpclient.client(
                 timeout=httpx2.Timeout(settings.ghl_timeout_seconds, connect=5.0),
                 limits=httpx2.Limits(max_connections=100, max_keepalive_connections=50),
             )
