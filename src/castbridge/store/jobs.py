@@ -17,6 +17,8 @@ from typing import Any, Literal, cast
 
 from sqlalchemy import (
     ColumnElement,
+    Integer,
+    Interval,
     Table,
     Update,
     and_,
@@ -144,44 +146,15 @@ async def claim(
     Only `queued` jobs are considered (expired leases are put back by `reap`), so the query
     walks the (lane, state, run_at) index and costs the same with 100 or 100,000 queued.
     """
-    now = dialect.now(session)
-    candidates = (
-        select(Job.id)
-        .where(Job.lane == lane, Job.state == "queued", Job.run_at <= now)
-        .order_by(Job.run_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    owned: ColumnElement[bool] = Job.id.in_(candidates.scalar_subquery())
-    if not dialect.is_sqlite(session):
-        # Belt and braces beside SKIP LOCKED. On SQLite the statement runs alone (one writer)
-        # and this second `state` test made the planner walk every queued job through the
-        # (state, lease_until) index instead of fetching the chosen ids by primary key: a claim
-        # cost 1.9 ms with 100 queued and 7.2 ms with 100,000.
-        owned = and_(owned, Job.state == "queued")
-    statement = (
-        update(JOBS)
-        .where(owned)
-        .values(
-            state="running",
-            lease_until=now + timedelta(seconds=lease_seconds),
-            worker_id=worker_id,
-            attempts=Job.attempts + 1,
-            updated_at=now,
-        )
-        .returning(
-            Job.id,
-            Job.kind,
-            Job.lane,
-            Job.message_id,
-            Job.location_id,
-            Job.account_id,
-            Job.attempts,
-            Job.payload,
-            Job.created_at,
-        )
-    )
-    rows = (await session.execute(statement)).all()
+    name = dialect.name_of(session)
+    params: dict[str, Any] = {"claim_lane": lane, "claim_limit": limit, "claim_worker": worker_id}
+    if name == "sqlite":
+        now = datetime.now(UTC)
+        params.update(claim_now=now, claim_lease_until=now + timedelta(seconds=lease_seconds))
+    else:
+        params["claim_lease"] = timedelta(seconds=lease_seconds)
+    statement = _claim_statement(name)
+    rows = (await session.execute(statement, params)).all()
     jobs = [
         ClaimedJob(
             id=row.id,
@@ -198,6 +171,59 @@ async def claim(
     ]
     jobs.sort(key=lambda job: job.id)
     return jobs
+
+
+@functools.cache
+def _claim_statement(dialect_name: str) -> Update:
+    """The claim, built once per dialect and then only bound: building it (and its cache key)
+    cost about as much as running it, once per claim. On Core columns, so it skips the ORM's
+    bulk-update path."""
+    jobs = JOBS.c
+    if dialect_name == "sqlite":
+        # SQLite has no datetime arithmetic: the clock and the lease's end come bound.
+        # Bound names differ from the columns': SQLAlchemy keeps column names for SET values.
+        now: Any = bindparam("claim_now", type_=jobs.run_at.type)
+        lease_until: Any = bindparam("claim_lease_until", type_=jobs.lease_until.type)
+    else:
+        # The database's clock, shared by every host (see `dialect.now`).
+        now = func.now()
+        lease_until = func.now() + bindparam("claim_lease", type_=Interval())
+    candidates = (
+        select(jobs.id)
+        .where(jobs.lane == bindparam("claim_lane"), jobs.state == "queued", jobs.run_at <= now)
+        .order_by(jobs.run_at)
+        .limit(bindparam("claim_limit", type_=Integer()))
+        .with_for_update(skip_locked=True)
+    )
+    owned: ColumnElement[bool] = jobs.id.in_(candidates.scalar_subquery())
+    if dialect_name != "sqlite":
+        # Belt and braces beside SKIP LOCKED. On SQLite the statement runs alone (one writer)
+        # and this second `state` test made the planner walk every queued job through the
+        # (state, lease_until) index instead of fetching the chosen ids by primary key: a claim
+        # cost 1.9 ms with 100 queued and 7.2 ms with 100,000.
+        owned = and_(owned, jobs.state == "queued")
+    return (
+        update(JOBS)
+        .where(owned)
+        .values(
+            state="running",
+            lease_until=lease_until,
+            worker_id=bindparam("claim_worker"),
+            attempts=jobs.attempts + 1,
+            updated_at=now,
+        )
+        .returning(
+            jobs.id,
+            jobs.kind,
+            jobs.lane,
+            jobs.message_id,
+            jobs.location_id,
+            jobs.account_id,
+            jobs.attempts,
+            jobs.payload,
+            jobs.created_at,
+        )
+    )
 
 
 async def reap(session: AsyncSession) -> int:
@@ -389,10 +415,11 @@ def _outcome_statement(columns: tuple[str, ...], clock: tuple[str, ...]) -> Upda
     return (
         update(JOBS)
         .where(
-            Job.id == bindparam("where_id"),
-            Job.state == "running",
-            Job.worker_id == bindparam("where_worker"),
-            Job.attempts == bindparam("where_attempts"),
+            # Core columns: an ORM attribute here sends it through the ORM's bulk-update path.
+            JOBS.c.id == bindparam("where_id"),
+            JOBS.c.state == "running",
+            JOBS.c.worker_id == bindparam("where_worker"),
+            JOBS.c.attempts == bindparam("where_attempts"),
         )
         .values(sets)
     )

@@ -273,9 +273,11 @@ async def update_message(
 def _update_statement(columns: tuple[str, ...], guarded: bool) -> Update:
     """One message UPDATE per set of columns, built once and then only bound: building the
     statement cost more than running it (about 0.13 ms, twice per message)."""
-    condition = Message.id == bindparam("where_id")
+    # Core columns, not the ORM entity's: an ORM attribute in the WHERE sends the statement
+    # through the ORM's bulk-update path on every execution.
+    condition = MESSAGES.c.id == bindparam("where_id")
     if guarded:
-        condition = condition & Message.status.in_(bindparam("where_statuses", expanding=True))
+        condition = condition & MESSAGES.c.status.in_(bindparam("where_statuses", expanding=True))
     return (
         update(MESSAGES)
         .where(condition)
