@@ -530,6 +530,26 @@ async def test_a_bad_field_is_stored_answered_200_and_reported_failed(
         assert [job.kind for job in await jobs_of(stack, sent["messageId"])] == ["report"]
 
 
+async def test_a_number_refused_before_it_was_read_is_kept_as_it_came(tmp_path: Path) -> None:
+    """The phone is sealed once: as E.164 when it reads as one, otherwise as it came (a post
+    refused before its number was read, or for the number itself), never left out."""
+    async with (
+        run_stack(tmp_path, run_worker=False) as stack,
+        httpx2.AsyncClient(timeout=10) as http,
+    ):
+        await stack.install()
+        for fields, stored in (({"phone": "12345"}, "12345"), ({"type": "Email"}, None)):
+            sent = {**payload(stack), **fields}
+            response = await post_signed(http, stack, stack.delivery_url, body_of(sent))
+            assert response.json()["status"] == "failed", response.text
+            row = await message_row(stack, sent["messageId"])
+            assert row is not None
+            assert stack.resources.vault.open(row.phone_enc) == (stored or sent["phone"])
+            assert (row.e164, row.phone_hash) == (False, None)
+            assert row.phone_masked
+            assert row.phone_masked != (stored or sent["phone"])
+
+
 @pytest.mark.parametrize(
     ("text", "sent_as"),
     [

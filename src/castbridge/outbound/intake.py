@@ -184,7 +184,9 @@ class Intake:
             ghl_message_id=payload.message_id,
             location_id=payload.location_id,
             contact_id=payload.contact_id if isinstance(payload.contact_id, str) else None,
-            phone=judged.phone,
+            # A post refused before its number was read keeps the number as it came (sealed
+            # here, not up front: on the usual path it is sealed once, as E.164).
+            phone=judged.phone or self.vault.seal(_raw_phone(payload)[:64], e164=False),
             text=judged.text,
             attachments=judged.attachments,
             encoding=judged.encoding,
@@ -226,9 +228,9 @@ class Intake:
         text, text_refusal = _text_of(payload, self.settings.attachments)
         attachments = _attachments(payload.attachments)
         measured = segments(text)
-        raw_phone = payload.phone if isinstance(payload.phone, str) else ""
+        raw_phone = _raw_phone(payload)
         judged = _Judged(
-            phone=self.vault.seal(raw_phone[:64], e164=False),
+            phone=None,
             text=text,
             attachments=attachments,
             encoding=measured.encoding,
@@ -310,9 +312,13 @@ class Intake:
         return self.gateways.gateway(row)
 
 
+def _raw_phone(payload: ProviderOutboundMessage) -> str:
+    return payload.phone if isinstance(payload.phone, str) else ""
+
+
 @dataclass(slots=True)
 class _Judged:
-    phone: SealedPhone
+    phone: SealedPhone | None  # sealed once the number is read as E.164
     text: str
     attachments: list[str]
     encoding: str
