@@ -18,7 +18,7 @@ def test_committed_rows_survive_sigkill(tmp_path: Path) -> None:
     progress = tmp_path / "progress"
     script = textwrap.dedent(
         f"""
-        import asyncio, sys
+        import asyncio, os, sys
         from datetime import UTC, datetime
         from castbridge.secrets import PhoneVault, SecretBox
         from castbridge.store.db import Store, create_engine
@@ -43,20 +43,25 @@ def test_committed_rows_survive_sigkill(tmp_path: Path) -> None:
                         jobs.NewJob("send", "send", datetime.now(UTC)),
                     )
                 n += 1
-                with open("{progress}", "w") as fh:
+                # Written aside and renamed: a reader (or the kill) never sees it half written.
+                with open("{progress}.tmp", "w") as fh:
                     fh.write(str(n))
+                os.replace("{progress}.tmp", "{progress}")
 
         asyncio.run(main())
         """
     )
     proc = subprocess.Popen([sys.executable, "-c", script])
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if progress.exists() and progress.read_text().strip() and int(progress.read_text()) > 50:
-            break
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            # Read once: between two reads the writer could replace it.
+            if progress.exists() and int(progress.read_text()) > 50:
+                break
+            time.sleep(0.05)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
     acknowledged = int(progress.read_text())
     assert acknowledged > 50
     with sqlite3.connect(db) as conn:
